@@ -1,0 +1,108 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+)
+
+// Error is the JSON error body of every failed request:
+//
+//	{"error": {"code": "invalid_field", "message": "name: must not be empty", "field": "name"}}
+//
+// code is stable and meant for programs; message is for people; field names the offending input
+// when there is one.
+type Error struct {
+	Status  int    `json:"-"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+type errorBody struct {
+	Error *Error `json:"error"`
+}
+
+// Constructors for the error codes the API uses.
+func errBadRequest(code, field, msg string) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: code, Field: field, Message: msg}
+}
+
+func errInvalidField(field, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: "invalid_field", Field: field,
+		Message: field + ": " + fmt.Sprintf(format, args...)}
+}
+
+func errUnauthorized() *Error {
+	return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or invalid API key"}
+}
+
+func errForbidden(msg string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: msg}
+}
+
+// errNotFound is also the answer for another org's resources: existence is never leaked.
+func errNotFound(what string) *Error {
+	return &Error{Status: http.StatusNotFound, Code: "not_found", Message: what + " not found"}
+}
+
+func errTooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Code: "body_too_large",
+		Message: fmt.Sprintf("request body exceeds %d bytes", limit)}
+}
+
+// handleError renders every error as the JSON body above. Unexpected errors are logged with the
+// request id and answered with a generic 500, so internal details (SQL, hostnames) never leak.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	var apiErr *Error
+	var he *echo.HTTPError
+	switch {
+	case errors.As(err, &apiErr):
+	case errors.As(err, &he):
+		apiErr = fromEchoError(he, s.maxBody)
+	default:
+		s.log.ErrorContext(c.Request().Context(), "request failed",
+			"method", c.Request().Method, "path", c.Path(), "request_id", requestID(c), "err", err)
+		apiErr = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+	}
+	var werr error
+	if c.Request().Method == http.MethodHead {
+		werr = c.NoContent(apiErr.Status)
+	} else {
+		werr = c.JSON(apiErr.Status, errorBody{Error: apiErr})
+	}
+	if werr != nil {
+		s.log.Warn("write error response", "err", werr)
+	}
+}
+
+func fromEchoError(he *echo.HTTPError, maxBody int64) *Error {
+	switch he.Code {
+	case http.StatusNotFound:
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: "no such route"}
+	case http.StatusMethodNotAllowed:
+		return &Error{Status: he.Code, Code: "method_not_allowed", Message: "method not allowed on this route"}
+	case http.StatusRequestEntityTooLarge:
+		return errTooLarge(maxBody)
+	case http.StatusUnsupportedMediaType:
+		return &Error{Status: he.Code, Code: "unsupported_media_type", Message: "request body must be application/json"}
+	case http.StatusUnauthorized:
+		return errUnauthorized()
+	}
+	msg := http.StatusText(he.Code)
+	if m, ok := he.Message.(string); ok && he.Code < 500 {
+		msg = m
+	}
+	code := "error"
+	if he.Code >= 500 {
+		code = "internal"
+	}
+	return &Error{Status: he.Code, Code: code, Message: msg}
+}

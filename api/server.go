@@ -1,0 +1,213 @@
+// Package api is jiraconnect's HTTP API (echo): the tenants' REST API under /v1, the operations
+// endpoints (/healthz, /readyz, /metrics), and later the OAuth callback and the webhook bridge.
+//
+// Every /v1 request is authenticated by a bearer API key, runs its database work in a transaction
+// scoped to the key's organization (row-level security), and answers errors as JSON.
+package api
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/metrics"
+	"github.com/jiraconnect/jiraconnect/tenancy"
+)
+
+// Pinger is anything /readyz must be able to reach.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// PingFunc adapts a function to Pinger.
+type PingFunc func(ctx context.Context) error
+
+// Ping implements Pinger.
+func (f PingFunc) Ping(ctx context.Context) error { return f(ctx) }
+
+// Deps are the API's collaborators.
+type Deps struct {
+	Log     *slog.Logger
+	DB      *db.DB
+	Tenancy *tenancy.Service
+	Metrics *metrics.Metrics
+	// Temporal is pinged by /readyz (the client's CheckHealth).
+	Temporal Pinger
+	// MaxBodyBytes caps request bodies (413 beyond).
+	MaxBodyBytes int64
+	Version      string
+}
+
+// Server is the HTTP API.
+type Server struct {
+	e       *echo.Echo
+	log     *slog.Logger
+	deps    Deps
+	maxBody int64
+}
+
+// New wires routes and middleware.
+func New(deps Deps) *Server {
+	if deps.MaxBodyBytes <= 0 {
+		deps.MaxBodyBytes = 1 << 20
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	s := &Server{e: e, log: deps.Log, deps: deps, maxBody: deps.MaxBodyBytes}
+	e.HTTPErrorHandler = s.handleError
+	// The router must not guess at client IPs from headers; the webhook bridge does its own
+	// trusted-proxy handling.
+	e.IPExtractor = echo.ExtractIPDirect()
+
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{}))
+	e.Use(s.recoverMiddleware)
+	e.Use(s.observe)
+	e.Use(s.bodyLimit)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	if deps.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(deps.Metrics.Handler()))
+	}
+
+	v1 := e.Group("/v1", s.authenticate)
+	v1.GET("/orgs/me", s.getOrgMe, requireRole(tenancy.RoleAuditor))
+	v1.GET("/api-keys", s.listAPIKeys, requireRole(tenancy.RoleAdmin))
+	v1.POST("/api-keys", s.createAPIKey, requireRole(tenancy.RoleAdmin))
+	v1.GET("/audit-log", s.listAuditLog, requireRole(tenancy.RoleAuditor))
+	return s
+}
+
+// Handler exposes the API as an http.Handler (tests mount it on httptest).
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Echo exposes the router so later features (connections, findings, webhooks) can add routes.
+func (s *Server) Echo() *echo.Echo { return s.e }
+
+// Serve listens on addr until ctx is cancelled, then drains in-flight requests.
+func (s *Server) Serve(ctx context.Context, addr string) error {
+	srv := &http.Server{
+		Addr:              addr,
+		Handler:           s.e,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func requestID(c echo.Context) string {
+	return c.Response().Header().Get(echo.HeaderXRequestID)
+}
+
+// recoverMiddleware turns a panic into a logged 500 rather than a dropped connection.
+func (s *Server) recoverMiddleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.ErrorContext(c.Request().Context(), "panic in handler", "path", c.Path(), "request_id", requestID(c), "panic", r)
+				err = &Error{Status: http.StatusInternalServerError, Code: "internal", Message: "internal error"}
+			}
+		}()
+		return next(c)
+	}
+}
+
+// observe logs each request (never its headers or body) and records metrics by route template,
+// so ids in paths do not explode metric cardinality.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Response().Status
+		elapsed := time.Since(start)
+		if m := s.deps.Metrics; m != nil {
+			m.HTTPRequests.WithLabelValues(c.Request().Method, route, strconv.Itoa(status)).Inc()
+			m.HTTPDuration.WithLabelValues(c.Request().Method, route).Observe(elapsed.Seconds())
+		}
+		if route != "/healthz" && route != "/metrics" {
+			s.log.InfoContext(c.Request().Context(), "http request", "method", c.Request().Method, "route", route,
+				"status", status, "duration_ms", elapsed.Milliseconds(), "request_id", requestID(c))
+		}
+		return nil
+	}
+}
+
+// bodyLimit rejects bodies whose declared length is over the cap before reading them; bodies of
+// unknown length are capped while decoding (decodeJSON).
+func (s *Server) bodyLimit(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if c.Request().ContentLength > s.maxBody {
+			return errTooLarge(s.maxBody)
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok", "version": s.deps.Version})
+}
+
+// readyz reports whether the dependencies the API needs answer within a short deadline.
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	checks := map[string]string{}
+	ready := true
+	check := func(name string, p Pinger) {
+		if p == nil {
+			checks[name] = "not configured"
+			ready = false
+			return
+		}
+		if err := p.Ping(ctx); err != nil {
+			s.log.WarnContext(ctx, "readiness check failed", "dependency", name, "err", err)
+			checks[name] = "unreachable"
+			ready = false
+			return
+		}
+		checks[name] = "ok"
+	}
+	if s.deps.DB != nil {
+		check("postgres", s.deps.DB)
+	} else {
+		check("postgres", nil)
+	}
+	check("temporal", s.deps.Temporal)
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"ready": ready, "checks": checks})
+}

@@ -1,0 +1,284 @@
+// Package config reads jiraconnect's configuration from environment variables. Every setting has
+// a documented default (see Vars and the README); a malformed value is a start-up error naming
+// the variable, never a silent fallback.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Var documents one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	Help    string
+}
+
+// Vars is the single list of supported variables, rendered into the README's configuration table
+// and used by Load. Keeping both in one place stops documentation and behaviour drifting apart.
+func Vars() []Var {
+	return []Var{
+		{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/jiraconnect?sslmode=disable", "Postgres URL used by every process. Sessions switch to DATABASE_APP_ROLE, so row-level security applies even if this names a superuser."},
+		{"DATABASE_OWNER_URL", "(DATABASE_URL)", "Postgres URL of the schema owner, used only by `migrate` and the dev stack."},
+		{"DATABASE_APP_ROLE", "jiraconnect_app", "Role (created by the migrations, without BYPASSRLS) that application sessions run as."},
+		{"DATABASE_MAX_CONNS", "10", "Connection pool size per process."},
+		{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port."},
+		{"TEMPORAL_NAMESPACE", "default", "Temporal namespace."},
+		{"TEMPORAL_TASK_QUEUE", "jira-connections", "Task queue of the connection workflows and activities."},
+		{"API_ADDR", ":8080", "Listen address of the HTTP API."},
+		{"WORKER_ADDR", ":8081", "Listen address of the worker's /healthz, /readyz and /metrics."},
+		{"PUBLIC_URL", "http://localhost:8080", "Externally reachable base URL of the API: OAuth redirect and webhook URLs are built from it."},
+		{"API_MAX_BODY_BYTES", "1048576", "Largest accepted request body; larger bodies get 413."},
+		{"LOG_LEVEL", "info", "debug, info, warn or error."},
+		{"LOG_FORMAT", "json", "json or text."},
+		{"KMS_PROVIDER", "local", "`aws` (AWS KMS) or `local` (a key file; development only)."},
+		{"KMS_KEY_ID", "", "KMS key id, ARN or alias; required when KMS_PROVIDER=aws."},
+		{"KMS_ENDPOINT", "", "Override of the KMS endpoint URL (LocalStack, tests)."},
+		{"AWS_REGION", "", "AWS region of the KMS key; required when KMS_PROVIDER=aws."},
+		{"LOCAL_KEYRING_DIR", ".jiraconnect", "Directory of the local keyring master key (seal-master.key, created 0600 if missing)."},
+		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory."},
+		{"JIRA_OAUTH_CLIENT_ID", "", "Atlassian OAuth 2.0 (3LO) app client id; needed for cloud_oauth connections."},
+		{"JIRA_OAUTH_CLIENT_SECRET", "", "Atlassian OAuth 2.0 (3LO) app client secret."},
+		{"JIRA_AUTH_URL", "https://auth.atlassian.com", "Atlassian authorization server."},
+		{"JIRA_API_URL", "https://api.atlassian.com", "Atlassian API gateway (accessible-resources, /ex/jira/{cloudid})."},
+		{"WEBHOOK_ALLOWED_CIDRS", "", "Comma-separated CIDRs allowed to deliver webhooks; empty allows any source."},
+		{"TRUSTED_PROXIES", "", "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed."},
+	}
+}
+
+// Config is the parsed configuration.
+type Config struct {
+	DatabaseURL      string
+	DatabaseOwnerURL string
+	DatabaseAppRole  string
+	DatabaseMaxConns int32
+
+	TemporalAddress   string
+	TemporalNamespace string
+	TaskQueue         string
+
+	APIAddr         string
+	WorkerAddr      string
+	PublicURL       *url.URL
+	APIMaxBodyBytes int64
+	LogLevel        slog.Level
+	LogFormat       string
+	KMSProvider     string
+	KMSKeyID        string
+	KMSEndpoint     string
+	AWSRegion       string
+	LocalKeyringDir string
+	KeyCacheTTL     time.Duration
+
+	JiraOAuthClientID     string
+	JiraOAuthClientSecret Secret
+	JiraAuthURL           *url.URL
+	JiraAPIURL            *url.URL
+
+	WebhookAllowedCIDRs []netip.Prefix
+	TrustedProxies      []netip.Prefix
+}
+
+// Secret holds a configuration secret and never prints it.
+type Secret string
+
+// String redacts.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString redacts.
+func (s Secret) GoString() string { return s.String() }
+
+// LogValue redacts.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Reveal returns the secret for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Load reads the process environment.
+func Load() (*Config, error) { return LoadFrom(os.LookupEnv) }
+
+// LoadFrom reads configuration through lookup, so tests need not touch the real environment.
+// All problems are reported together, each naming its variable.
+func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
+	defaults := map[string]string{}
+	for _, v := range Vars() {
+		defaults[v.Name] = v.Default
+	}
+	get := func(name string) string {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+		return defaults[name]
+	}
+	var errs []error
+	bad := func(name, value, why string) {
+		errs = append(errs, fmt.Errorf("%s=%q: %s", name, value, why))
+	}
+
+	c := &Config{
+		DatabaseURL:       get("DATABASE_URL"),
+		DatabaseAppRole:   get("DATABASE_APP_ROLE"),
+		TemporalAddress:   get("TEMPORAL_ADDRESS"),
+		TemporalNamespace: get("TEMPORAL_NAMESPACE"),
+		TaskQueue:         get("TEMPORAL_TASK_QUEUE"),
+		APIAddr:           get("API_ADDR"),
+		WorkerAddr:        get("WORKER_ADDR"),
+		LogFormat:         get("LOG_FORMAT"),
+		KMSProvider:       get("KMS_PROVIDER"),
+		KMSKeyID:          get("KMS_KEY_ID"),
+		KMSEndpoint:       get("KMS_ENDPOINT"),
+		AWSRegion:         get("AWS_REGION"),
+		LocalKeyringDir:   get("LOCAL_KEYRING_DIR"),
+
+		JiraOAuthClientID:     get("JIRA_OAUTH_CLIENT_ID"),
+		JiraOAuthClientSecret: Secret(get("JIRA_OAUTH_CLIENT_SECRET")),
+	}
+	c.DatabaseOwnerURL = get("DATABASE_OWNER_URL")
+	if c.DatabaseOwnerURL == "(DATABASE_URL)" {
+		c.DatabaseOwnerURL = c.DatabaseURL
+	}
+	for _, name := range []string{"DATABASE_URL", "DATABASE_OWNER_URL"} {
+		v := c.DatabaseURL
+		if name == "DATABASE_OWNER_URL" {
+			v = c.DatabaseOwnerURL
+		}
+		if u, err := url.Parse(v); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			// The value may carry a password: name the variable, not the value.
+			errs = append(errs, fmt.Errorf("%s: must be a postgres:// URL", name))
+		}
+	}
+	if n, err := strconv.ParseInt(get("DATABASE_MAX_CONNS"), 10, 32); err != nil || n < 1 || n > 1000 {
+		bad("DATABASE_MAX_CONNS", get("DATABASE_MAX_CONNS"), "must be an integer between 1 and 1000")
+	} else {
+		c.DatabaseMaxConns = int32(n)
+	}
+	for name, v := range map[string]string{"TEMPORAL_ADDRESS": c.TemporalAddress, "API_ADDR": c.APIAddr, "WORKER_ADDR": c.WorkerAddr} {
+		if _, port, ok := strings.Cut(v, ":"); !ok || port == "" {
+			bad(name, v, "must be host:port (host may be empty)")
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad(name, v, "port must be 0-65535")
+		}
+	}
+	if c.TemporalNamespace == "" {
+		bad("TEMPORAL_NAMESPACE", c.TemporalNamespace, "must not be empty")
+	}
+	var err error
+	if c.PublicURL, err = parseBaseURL(get("PUBLIC_URL")); err != nil {
+		bad("PUBLIC_URL", get("PUBLIC_URL"), err.Error())
+	}
+	if c.JiraAuthURL, err = parseBaseURL(get("JIRA_AUTH_URL")); err != nil {
+		bad("JIRA_AUTH_URL", get("JIRA_AUTH_URL"), err.Error())
+	}
+	if c.JiraAPIURL, err = parseBaseURL(get("JIRA_API_URL")); err != nil {
+		bad("JIRA_API_URL", get("JIRA_API_URL"), err.Error())
+	}
+	if n, err := strconv.ParseInt(get("API_MAX_BODY_BYTES"), 10, 64); err != nil || n < 1024 || n > 64<<20 {
+		bad("API_MAX_BODY_BYTES", get("API_MAX_BODY_BYTES"), "must be an integer between 1024 and 67108864")
+	} else {
+		c.APIMaxBodyBytes = n
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL"))); err != nil {
+		bad("LOG_LEVEL", get("LOG_LEVEL"), "must be debug, info, warn or error")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("LOG_FORMAT", c.LogFormat, "must be json or text")
+	}
+	switch c.KMSProvider {
+	case "local":
+		if c.LocalKeyringDir == "" {
+			bad("LOCAL_KEYRING_DIR", c.LocalKeyringDir, "must name a directory")
+		}
+	case "aws":
+		if c.KMSKeyID == "" {
+			bad("KMS_KEY_ID", c.KMSKeyID, "is required when KMS_PROVIDER=aws")
+		}
+		if c.AWSRegion == "" {
+			bad("AWS_REGION", c.AWSRegion, "is required when KMS_PROVIDER=aws")
+		}
+	default:
+		bad("KMS_PROVIDER", c.KMSProvider, "must be aws or local")
+	}
+	if c.KMSEndpoint != "" {
+		if _, err := parseBaseURL(c.KMSEndpoint); err != nil {
+			bad("KMS_ENDPOINT", c.KMSEndpoint, err.Error())
+		}
+	}
+	if c.KeyCacheTTL, err = time.ParseDuration(get("KEY_CACHE_TTL")); err != nil || c.KeyCacheTTL <= 0 || c.KeyCacheTTL > 24*time.Hour {
+		bad("KEY_CACHE_TTL", get("KEY_CACHE_TTL"), "must be a duration between 1ns and 24h, e.g. 5m")
+	}
+	if (c.JiraOAuthClientID == "") != (c.JiraOAuthClientSecret == "") {
+		errs = append(errs, errors.New("JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET must be set together"))
+	}
+	if c.WebhookAllowedCIDRs, err = ParsePrefixes(get("WEBHOOK_ALLOWED_CIDRS")); err != nil {
+		bad("WEBHOOK_ALLOWED_CIDRS", get("WEBHOOK_ALLOWED_CIDRS"), err.Error())
+	}
+	if c.TrustedProxies, err = ParsePrefixes(get("TRUSTED_PROXIES")); err != nil {
+		bad("TRUSTED_PROXIES", get("TRUSTED_PROXIES"), err.Error())
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("invalid configuration: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+// OAuthEnabled reports whether cloud_oauth connections can be created.
+func (c *Config) OAuthEnabled() bool { return c.JiraOAuthClientID != "" }
+
+// ParsePrefixes parses a comma-separated list of CIDRs or single addresses.
+func ParsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if !strings.Contains(part, "/") {
+			a, err := netip.ParseAddr(part)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not an IP address or CIDR", part)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", part)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func parseBaseURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("must be an absolute http(s) URL")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return nil, errors.New("must not have a query or fragment")
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	return u, nil
+}
+
+// NewLogger builds the process logger from the configuration.
+func (c *Config) NewLogger() *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.LogLevel}
+	if c.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}

@@ -1,0 +1,103 @@
+package db
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// Migrations returns the embedded SQL migrations (also read by sqlc as the schema).
+func Migrations() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(fmt.Sprintf("embedded migrations: %v", err)) // the embed pattern guarantees the directory
+	}
+	return sub
+}
+
+// Migrate applies every pending migration to the database at ownerURL, as the owner role. It is
+// safe to run concurrently from several processes: goose takes a Postgres advisory lock.
+func Migrate(ctx context.Context, ownerURL string, log *slog.Logger) error {
+	cfg, err := pgx.ParseConfig(ownerURL)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", redactParseError(err))
+	}
+	sqlDB := stdlib.OpenDB(*cfg)
+	defer sqlDB.Close()
+
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("migrate: session locker: %w", err)
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, Migrations(), goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	results, err := provider.Up(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: apply: %w", err)
+	}
+	for _, r := range results {
+		log.InfoContext(ctx, "migration applied", "version", r.Source.Version, "file", r.Source.Path, "duration", r.Duration)
+	}
+	return nil
+}
+
+// EnsureDatabase creates the database named in url if it does not exist yet, connecting to the
+// server's maintenance database "postgres" to do so. The dev stack uses it so that `make dev`
+// works against a fresh Postgres.
+func EnsureDatabase(ctx context.Context, dbURL string) error {
+	u, err := url.Parse(dbURL)
+	if err != nil || u.Scheme == "" {
+		return errors.New("ensure database: DATABASE_URL must be a postgres:// URL")
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	if name == "" {
+		return errors.New("ensure database: DATABASE_URL names no database")
+	}
+	admin := *u
+	admin.Path = "/postgres"
+	conn, err := pgx.Connect(ctx, admin.String())
+	if err != nil {
+		return fmt.Errorf("ensure database %s: connect to maintenance database: %w", name, redactConnectError(err))
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return fmt.Errorf("ensure database %s: %w", name, err)
+	}
+	if exists {
+		return nil
+	}
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created concurrently
+			return nil
+		}
+		return fmt.Errorf("ensure database %s: create: %w", name, err)
+	}
+	return nil
+}
+
+// redactConnectError keeps pgconn's useful cause but never the connection string.
+func redactConnectError(err error) error {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return fmt.Errorf("cannot connect: %w", ce.Unwrap())
+	}
+	return err
+}

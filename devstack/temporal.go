@@ -1,0 +1,195 @@
+// Package devstack runs the development Temporal server and Web UI inside the jiraconnect-dev
+// process: a single-node server persisted to a SQLite file (so workflows survive restarts) and
+// the UI on its own port. Production never imports this package; cmd/jiraconnect talks to an
+// external Temporal cluster.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"go.temporal.io/server/common/authorization"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	tlog "go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/metrics"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+
+	"github.com/jiraconnect/jiraconnect/worker"
+)
+
+// TemporalOptions configures the embedded server.
+type TemporalOptions struct {
+	// DataDir holds temporal.sqlite; created if missing.
+	DataDir string
+	// IP the services bind to; the dev stack is local-only by default.
+	IP string
+	// FrontendPort is the gRPC port clients dial (7233 by default).
+	FrontendPort int
+	Namespace    string
+}
+
+// Temporal is a running embedded server.
+type Temporal struct {
+	server   temporal.Server
+	HostPort string
+}
+
+// StartTemporal creates the SQLite schema on first run, registers the namespace with
+// jiraconnect's search attributes, and starts all four services in-process.
+func StartTemporal(opts TemporalOptions) (*Temporal, error) {
+	if opts.IP == "" {
+		opts.IP = "127.0.0.1"
+	}
+	if opts.FrontendPort == 0 {
+		opts.FrontendPort = 7233
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = "default"
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("temporal data dir: %w", err)
+	}
+	dbFile := filepath.Join(opts.DataDir, "temporal.sqlite")
+	sqlCfg := &config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      dbFile,
+		ConnectAttributes: map[string]string{"mode": "rwc", "_journal_mode": "wal", "_synchronous": "2"},
+	}
+	if _, err := os.Stat(dbFile); errors.Is(err, os.ErrNotExist) {
+		if err := sqlite.SetupSchema(sqlCfg); err != nil {
+			return nil, fmt.Errorf("create temporal schema in %s: %w", dbFile, err)
+		}
+	}
+	ns, err := sqlite.NewNamespaceConfig("active", opts.Namespace, false, worker.SearchAttributes())
+	if err != nil {
+		return nil, fmt.Errorf("namespace config: %w", err)
+	}
+	if err := sqlite.CreateNamespaces(sqlCfg, ns); err != nil {
+		return nil, fmt.Errorf("register namespace %s: %w", opts.Namespace, err)
+	}
+
+	ports, err := freePorts(opts.IP, 8)
+	if err != nil {
+		return nil, err
+	}
+	frontendAddr := net.JoinHostPort(opts.IP, strconv.Itoa(opts.FrontendPort))
+	svc := func(grpc, membership int) config.Service {
+		return config.Service{RPC: config.RPC{GRPCPort: grpc, MembershipPort: membership, BindOnIP: opts.IP}}
+	}
+	cfg := &config.Config{
+		Global: config.Global{
+			Membership: config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: opts.IP},
+			Metrics: &metrics.Config{Prometheus: &metrics.PrometheusConfig{
+				ListenAddress: net.JoinHostPort(opts.IP, strconv.Itoa(ports[0])), HandlerPath: "/metrics"}},
+		},
+		Persistence: config.Persistence{
+			DefaultStore:     sqliteplugin.PluginName,
+			VisibilityStore:  sqliteplugin.PluginName,
+			NumHistoryShards: 1,
+			DataStores:       map[string]config.DataStore{sqliteplugin.PluginName: {SQL: sqlCfg}},
+		},
+		ClusterMetadata: &cluster.Config{
+			EnableGlobalNamespace:    false,
+			FailoverVersionIncrement: 10,
+			MasterClusterName:        "active",
+			CurrentClusterName:       "active",
+			ClusterInformation: map[string]cluster.ClusterInformation{
+				"active": {Enabled: true, InitialFailoverVersion: 1, RPCAddress: frontendAddr},
+			},
+		},
+		DCRedirectionPolicy: config.DCRedirectionPolicy{Policy: "noop"},
+		Services: map[string]config.Service{
+			"frontend": svc(opts.FrontendPort, ports[1]),
+			"history":  svc(ports[2], ports[3]),
+			"matching": svc(ports[4], ports[5]),
+			"worker":   svc(ports[6], ports[7]),
+		},
+		Archival: config.Archival{
+			History:    config.HistoryArchival{State: "disabled"},
+			Visibility: config.VisibilityArchival{State: "disabled"},
+		},
+		NamespaceDefaults: config.NamespaceDefaults{Archival: config.ArchivalNamespaceDefaults{
+			History:    config.HistoryArchivalNamespaceDefaults{State: "disabled"},
+			Visibility: config.VisibilityArchivalNamespaceDefaults{State: "disabled"},
+		}},
+		PublicClient: config.PublicClient{HostPort: frontendAddr},
+	}
+	// The server logs through zap; warnings and errors only, so the dev stack's own logs stay
+	// readable.
+	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Stdout: true, Level: "warn", Format: "json"}))
+	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
+	if err != nil {
+		return nil, fmt.Errorf("temporal authorizer: %w", err)
+	}
+	claimMapper, err := authorization.GetClaimMapperFromConfig(&cfg.Global.Authorization, logger)
+	if err != nil {
+		return nil, fmt.Errorf("temporal claim mapper: %w", err)
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(cfg),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithLogger(logger),
+		temporal.WithAuthorizer(authorizer),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper { return claimMapper }),
+		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
+			// New search attributes become visible immediately rather than after a cache refresh.
+			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): []dynamicconfig.ConstrainedValue{{Value: true}},
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("create temporal server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("start temporal server: %w", err)
+	}
+	return &Temporal{server: srv, HostPort: frontendAddr}, nil
+}
+
+// Stop shuts the server down.
+func (t *Temporal) Stop() error { return t.server.Stop() }
+
+// freePorts reserves n distinct free TCP ports on ip. They are released before the server binds
+// them, which is a benign race on a developer machine.
+func freePorts(ip string, n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	out := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("reserve port: %w", err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+// WaitReady polls until the frontend accepts connections or ctx ends.
+func WaitReady(ctx context.Context, hostPort string) error {
+	for {
+		conn, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, "tcp", hostPort)
+		if err == nil {
+			return conn.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("temporal frontend %s not reachable: %w", hostPort, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,105 @@
+// Package worker wires jiraconnect's Temporal worker: the client (logger, metrics), search
+// attribute registration, and the registration of workflows and activities on the
+// jira-connections task queue.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/jiraconnect/jiraconnect/workflows"
+)
+
+// ClientOptions configures a Temporal client.
+type ClientOptions struct {
+	HostPort  string
+	Namespace string
+	Logger    *slog.Logger
+	Metrics   client.MetricsHandler
+}
+
+// Dial connects a Temporal client that logs through slog and reports SDK metrics.
+func Dial(ctx context.Context, o ClientOptions) (client.Client, error) {
+	c, err := client.DialContext(ctx, client.Options{
+		HostPort:       o.HostPort,
+		Namespace:      o.Namespace,
+		Logger:         sdklog.NewStructuredLogger(o.Logger.With("component", "temporal")),
+		MetricsHandler: o.Metrics,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connect to temporal at %s: %w", o.HostPort, err)
+	}
+	return c, nil
+}
+
+// SearchAttributes lists the custom search attributes connection workflows set.
+func SearchAttributes() map[string]enumspb.IndexedValueType {
+	return map[string]enumspb.IndexedValueType{
+		workflows.AttrOrgID.GetName():            enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		workflows.AttrConnectionStatus.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		workflows.AttrStale.GetName():            enumspb.INDEXED_VALUE_TYPE_BOOL,
+		workflows.AttrNeedsReauth.GetName():      enumspb.INDEXED_VALUE_TYPE_BOOL,
+	}
+}
+
+// EnsureSearchAttributes registers any missing search attribute in namespace. It is idempotent,
+// so every worker start may call it. Where the operator API is not permitted (e.g. a managed
+// namespace), the error says which attributes an operator must create.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	want := SearchAttributes()
+	resp, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of namespace %s: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range want {
+		if _, ok := resp.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("add search attributes %v to namespace %s (create them with `temporal operator search-attribute create`): %w",
+			keys(missing), namespace, err)
+	}
+	return nil
+}
+
+func keys(m map[string]enumspb.IndexedValueType) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// Register adds every workflow and activity to r. Tests and the production worker share it, so a
+// workflow cannot be forgotten in one of them.
+func Register(r worker.Registry) {
+	r.RegisterWorkflow(workflows.ConnectionWorkflow)
+}
+
+// New creates a worker on taskQueue with everything registered.
+func New(c client.Client, taskQueue string) worker.Worker {
+	w := worker.New(c, taskQueue, worker.Options{
+		// Connection workflows are many but mostly idle; their caches are cheap to rebuild.
+		EnableSessionWorker: false,
+	})
+	Register(w)
+	return w
+}
