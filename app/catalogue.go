@@ -26,7 +26,7 @@ func SyncCatalogue(ctx context.Context, ownerURL string) error {
 		for _, c := range cat {
 			ids = append(ids, c.ID)
 			if err := q.UpsertControl(ctx, dbq.UpsertControlParams{
-				ID: c.ID, Framework: c.Framework, Reference: c.Reference, Title: c.Title, Rationale: c.Rationale,
+				ID: c.ID, Framework: string(c.Framework), Reference: c.Reference, Title: c.Title, Rationale: c.Rationale,
 			}); err != nil {
 				return fmt.Errorf("sync control %s: %w", c.ID, err)
 			}

@@ -146,7 +146,7 @@ func (s *Service) CreateOrg(ctx context.Context, name string, actor audit.Actor)
 	return org, key, nil
 }
 
-// CreateKey mints another API key for the org of q's transaction.
+// CreateKey mints another API key for orgID and audits it.
 func (s *Service) CreateKey(ctx context.Context, orgID uuid.UUID, name string, role Role, actor audit.Actor) (APIKey, error) {
 	var key APIKey
 	err := s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {

@@ -1,0 +1,97 @@
+package devstack
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/sdk/client"
+
+	"github.com/jiraconnect/jiraconnect/workflows"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The dev stack's Temporal state lives in a SQLite file: a workflow started before a restart is
+// still there, and still running, after it. The UI answers on its port.
+func TestTemporalStateSurvivesRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the Temporal server twice")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	start := func() (*Temporal, client.Client) {
+		t.Helper()
+		srv, err := StartTemporal(TemporalOptions{DataDir: dir, FrontendPort: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := WaitReady(ctx, srv.HostPort); err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.DialContext(ctx, client.Options{HostPort: srv.HostPort, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv, c
+	}
+
+	srv, c := start()
+	uiPort := freePort(t)
+	ui, err := StartUI("127.0.0.1", uiPort, srv.HostPort, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(uiPort) + "/")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("temporal ui not serving: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	ui.Stop()
+
+	ctx := context.Background()
+	id := workflows.WorkflowID(uuid.New())
+	// No worker runs here: the workflow stays scheduled, which is exactly the state to persist.
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "devstack-test"},
+		workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: uuid.New(), ConnectionID: uuid.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	srv, c = start()
+	defer func() { c.Close(); _ = srv.Stop() }()
+	desc, err := c.DescribeWorkflowExecution(ctx, id, run.GetRunID())
+	if err != nil {
+		t.Fatalf("workflow lost across restart: %v", err)
+	}
+	if st := desc.GetWorkflowExecutionInfo().GetStatus().String(); st != "Running" {
+		t.Fatalf("workflow status after restart: %s", st)
+	}
+}
