@@ -1,0 +1,202 @@
+// Package connections is the domain of a Jira connection shared by the API and the activities:
+// its kinds and statuses, its per-connection configuration (validated, with defaults), its
+// credentials (only ever held sealed outside memory), and the factory that turns a stored
+// connection into a ready Jira client — including the process-wide, single-flight OAuth token
+// source that persists rotated refresh tokens before they are used.
+package connections
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Kind is how a connection authenticates.
+type Kind string
+
+// Connection kinds.
+const (
+	KindCloudOAuth    Kind = "cloud_oauth"    // Jira Cloud, OAuth 2.0 (3LO)
+	KindCloudToken    Kind = "cloud_token"    // Jira Cloud, email + API token (Basic)
+	KindDataCenterPAT Kind = "datacenter_pat" // Jira Data Center, personal access token (Bearer)
+)
+
+// ParseKind validates a kind.
+func ParseKind(s string) (Kind, error) {
+	switch k := Kind(s); k {
+	case KindCloudOAuth, KindCloudToken, KindDataCenterPAT:
+		return k, nil
+	}
+	return "", fmt.Errorf("must be one of cloud_oauth, cloud_token, datacenter_pat")
+}
+
+// Status is a connection's lifecycle state.
+type Status string
+
+// Statuses, matching the connections.status check constraint.
+const (
+	StatusPendingAuth Status = "pending_auth"
+	StatusActive      Status = "active"
+	StatusNeedsReauth Status = "needs_reauth"
+	StatusRevoked     Status = "revoked"
+)
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration string ("24h").
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// UnmarshalJSON reads a duration string such as "24h" or "90m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New(`must be a duration string such as "24h"`)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration such as \"24h\"", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// DefaultResolvedJQL selects recently resolved security tickets: labelled security, in a done
+// status category, with a resolution, resolved in the last 30 days. Status category and
+// resolution are independent in Jira, so both are required (the strictest reading).
+const DefaultResolvedJQL = `labels = "security" AND statusCategory = Done AND resolution IS NOT EMPTY AND resolved >= -30d ORDER BY resolved DESC`
+
+// Limits on configuration values.
+const (
+	MinCadence        = 15 * time.Minute
+	MaxCadence        = 7 * 24 * time.Hour
+	MinStaleThreshold = time.Hour
+	MaxStaleThreshold = 90 * 24 * time.Hour
+	MaxSampleSize     = 100
+	maxJQLLength      = 2000
+)
+
+// Config is a connection's evidence-sync configuration, stored in connections.config.
+type Config struct {
+	// SyncCadence is the time between scheduled syncs (default 24h).
+	SyncCadence Duration `json:"sync_cadence"`
+	// StaleThreshold is how long after the last successful sync the connection counts as stale:
+	// coverage degrades and an alert opens (default 48h).
+	StaleThreshold Duration `json:"stale_threshold"`
+	// ResolvedJQL selects the resolved security tickets sampled as evidence.
+	ResolvedJQL string `json:"resolved_jql"`
+	// SampleSize is how many of those tickets are recorded per sync (default 25).
+	SampleSize int `json:"sample_size"`
+}
+
+// DefaultConfig returns the documented defaults.
+func DefaultConfig() Config {
+	return Config{
+		SyncCadence:    Duration(24 * time.Hour),
+		StaleThreshold: Duration(48 * time.Hour),
+		ResolvedJQL:    DefaultResolvedJQL,
+		SampleSize:     25,
+	}
+}
+
+// FieldError is a validation error naming the offending field (as the API spells it).
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Message }
+
+// Validate checks every field and returns the first problem as a *FieldError.
+func (c Config) Validate() error {
+	switch {
+	case c.SyncCadence.D() < MinCadence || c.SyncCadence.D() > MaxCadence:
+		return &FieldError{"sync_cadence", fmt.Sprintf("must be between %s and %s", MinCadence, MaxCadence)}
+	case c.StaleThreshold.D() < MinStaleThreshold || c.StaleThreshold.D() > MaxStaleThreshold:
+		return &FieldError{"stale_threshold", fmt.Sprintf("must be between %s and %s", MinStaleThreshold, MaxStaleThreshold)}
+	case c.StaleThreshold.D() < c.SyncCadence.D():
+		return &FieldError{"stale_threshold", "must not be shorter than sync_cadence, or the connection is stale between two healthy syncs"}
+	case strings.TrimSpace(c.ResolvedJQL) == "":
+		return &FieldError{"resolved_jql", "must not be empty"}
+	case len(c.ResolvedJQL) > maxJQLLength:
+		return &FieldError{"resolved_jql", fmt.Sprintf("must be at most %d characters", maxJQLLength)}
+	case strings.ContainsAny(c.ResolvedJQL, "\x00\r\n"):
+		return &FieldError{"resolved_jql", "must be a single line"}
+	case c.SampleSize < 1 || c.SampleSize > MaxSampleSize:
+		return &FieldError{"sample_size", fmt.Sprintf("must be between 1 and %d", MaxSampleSize)}
+	}
+	return nil
+}
+
+// ConfigPatch is a partial update; nil fields keep their value.
+type ConfigPatch struct {
+	SyncCadence    *Duration `json:"sync_cadence"`
+	StaleThreshold *Duration `json:"stale_threshold"`
+	ResolvedJQL    *string   `json:"resolved_jql"`
+	SampleSize     *int      `json:"sample_size"`
+}
+
+// Apply returns c with the patch applied (not yet validated).
+func (p ConfigPatch) Apply(c Config) Config {
+	if p.SyncCadence != nil {
+		c.SyncCadence = *p.SyncCadence
+	}
+	if p.StaleThreshold != nil {
+		c.StaleThreshold = *p.StaleThreshold
+	}
+	if p.ResolvedJQL != nil {
+		c.ResolvedJQL = strings.TrimSpace(*p.ResolvedJQL)
+	}
+	if p.SampleSize != nil {
+		c.SampleSize = *p.SampleSize
+	}
+	return c
+}
+
+// ParseConfig decodes a stored configuration, filling defaults for fields written by older
+// versions.
+func ParseConfig(raw []byte) (Config, error) {
+	c := DefaultConfig()
+	if len(raw) == 0 {
+		return c, nil
+	}
+	if err := json.Unmarshal(raw, &c); err != nil {
+		return Config{}, fmt.Errorf("decode connection config: %w", err)
+	}
+	return c, nil
+}
+
+// NormalizeSiteURL validates a Jira base URL and returns its canonical form: https (http only
+// for loopback, which the simulator and local Data Center trials use), lower-case host, no
+// query, fragment, credentials or trailing slash. A path is kept (Data Center context paths).
+func NormalizeSiteURL(raw string) (string, error) {
+	raw = strings.TrimSpace(raw)
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return "", errors.New("must be an absolute URL such as https://your-domain.atlassian.net")
+	}
+	if u.User != nil {
+		return "", errors.New("must not contain credentials")
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return "", errors.New("must not have a query or fragment")
+	}
+	host := strings.ToLower(u.Hostname())
+	loopback := host == "localhost" || host == "127.0.0.1" || host == "::1"
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && loopback:
+	default:
+		return "", errors.New("must use https")
+	}
+	u.Host = strings.ToLower(u.Host)
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u.String(), nil
+}

@@ -1,0 +1,273 @@
+package connections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/jira"
+	"github.com/jiraconnect/jiraconnect/seal"
+)
+
+// Errors callers switch on.
+var (
+	// ErrNotFound: no such connection in this org (also for other orgs' connections).
+	ErrNotFound = errors.New("connection not found")
+	// ErrRevoked: the connection was revoked; its credentials are gone and no Jira call may be made.
+	ErrRevoked = errors.New("connection is revoked")
+	// ErrCredentialsChanged: a rotated token pair could not be stored because newer credentials
+	// were stored meanwhile (another process refreshed, or the user re-authorized).
+	ErrCredentialsChanged = errors.New("connection credentials changed concurrently")
+)
+
+// Connection is a stored connection without its secrets.
+type Connection struct {
+	OrgID              uuid.UUID
+	ID                 uuid.UUID
+	Kind               Kind
+	SiteURL            string
+	CloudID            string
+	Status             Status
+	Config             Config
+	Scopes             []string
+	WorkflowID         string
+	Stale              bool
+	LastSyncAt         *time.Time
+	LastSuccessAt      *time.Time
+	NextSyncAt         *time.Time
+	LastError          string
+	LastErrorKind      string
+	CreatedAt          time.Time
+	DeletedAt          *time.Time
+	CredentialsVersion int32
+	HasCredentials     bool
+}
+
+// FromRow converts a database row.
+func FromRow(r dbq.Connection) (Connection, error) {
+	cfg, err := ParseConfig(r.Config)
+	if err != nil {
+		return Connection{}, err
+	}
+	c := Connection{
+		OrgID: r.OrgID, ID: r.ID, Kind: Kind(r.Kind), SiteURL: r.SiteUrl, Status: Status(r.Status), Config: cfg,
+		Scopes: r.Scopes, WorkflowID: r.WorkflowID, Stale: r.Stale, LastSyncAt: r.LastSyncAt,
+		LastSuccessAt: r.LastSuccessAt, NextSyncAt: r.NextSyncAt, CreatedAt: r.CreatedAt, DeletedAt: r.DeletedAt,
+		CredentialsVersion: r.CredentialsVersion, HasCredentials: len(r.SealedCredentials) > 0,
+	}
+	if r.CloudID != nil {
+		c.CloudID = *r.CloudID
+	}
+	if r.LastError != nil {
+		c.LastError = *r.LastError
+	}
+	if r.LastErrorKind != nil {
+		c.LastErrorKind = *r.LastErrorKind
+	}
+	return c, nil
+}
+
+// Service loads connections and builds Jira clients for them. One Service is shared by the whole
+// process, because it owns the OAuth token sources: Atlassian revokes a grant whose rotated
+// refresh token is reused, so two refreshes of one connection must never race in a process.
+type Service struct {
+	DB     *db.DB
+	Sealer *seal.Sealer
+	// OAuth is the Atlassian OAuth app; nil when OAuth is not configured.
+	OAuth *jira.OAuthApp
+	// HTTPClient is used for Jira calls (nil: the jira package's default).
+	HTTPClient *http.Client
+	Log        *slog.Logger
+
+	mu      sync.Mutex
+	sources map[uuid.UUID]*tokenSourceEntry
+}
+
+type tokenSourceEntry struct {
+	ts      *jira.TokenSource
+	version int32
+}
+
+// Get loads a connection of org orgID.
+func (s *Service) Get(ctx context.Context, orgID, connID uuid.UUID) (Connection, error) {
+	var out Connection
+	err := s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+		row, err := q.GetConnection(ctx, connID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		out, err = FromRow(row)
+		return err
+	})
+	if err != nil {
+		return Connection{}, fmt.Errorf("load connection %s: %w", connID, err)
+	}
+	return out, nil
+}
+
+// loadSealed returns the connection and its sealed credentials.
+func (s *Service) loadSealed(ctx context.Context, orgID, connID uuid.UUID) (Connection, []byte, error) {
+	var conn Connection
+	var sealed []byte
+	err := s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+		row, err := q.GetConnection(ctx, connID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		sealed = row.SealedCredentials
+		conn, err = FromRow(row)
+		return err
+	})
+	if err != nil {
+		return Connection{}, nil, fmt.Errorf("load connection %s: %w", connID, err)
+	}
+	if conn.DeletedAt != nil || conn.Status == StatusRevoked || len(sealed) == 0 {
+		return conn, nil, fmt.Errorf("connection %s: %w", connID, ErrRevoked)
+	}
+	return conn, sealed, nil
+}
+
+// Client returns a Jira client for the connection, counting calls into stats (may be nil). It
+// fails with ErrRevoked for a revoked connection, so nothing can call Jira after revoke.
+func (s *Service) Client(ctx context.Context, orgID, connID uuid.UUID, stats *jira.CallStats) (*jira.Client, Connection, error) {
+	conn, sealed, err := s.loadSealed(ctx, orgID, connID)
+	if err != nil {
+		return nil, conn, err
+	}
+	auth, baseURL, err := s.auth(ctx, conn, sealed)
+	if err != nil {
+		return nil, conn, err
+	}
+	client, err := jira.New(jira.Config{
+		Flavor: Flavor(conn.Kind), BaseURL: baseURL, SiteURL: conn.SiteURL, Auth: auth,
+		HTTPClient: s.HTTPClient, Stats: stats, Logger: s.Log,
+	})
+	if err != nil {
+		return nil, conn, fmt.Errorf("jira client for connection %s: %w", connID, err)
+	}
+	return client, conn, nil
+}
+
+// Flavor maps a connection kind to the Jira API flavor it speaks.
+func Flavor(k Kind) jira.Flavor {
+	if k == KindDataCenterPAT {
+		return jira.DataCenter
+	}
+	return jira.Cloud
+}
+
+func (s *Service) auth(ctx context.Context, conn Connection, sealed []byte) (jira.Auth, string, error) {
+	if conn.Kind == KindCloudOAuth {
+		ts, err := s.tokenSource(ctx, conn, sealed)
+		if err != nil {
+			return nil, "", err
+		}
+		if s.OAuth == nil {
+			return nil, "", errors.New("OAuth is not configured (JIRA_OAUTH_CLIENT_ID)")
+		}
+		base, err := s.OAuth.GatewayURL(conn.CloudID)
+		if err != nil {
+			return nil, "", fmt.Errorf("connection %s: %w", conn.ID, err)
+		}
+		return jira.OAuth(ts), base, nil
+	}
+	creds, err := OpenCredentials(ctx, s.Sealer, conn.OrgID, conn.ID, conn.Kind, sealed)
+	if err != nil {
+		return nil, "", err
+	}
+	if conn.Kind == KindCloudToken {
+		return jira.APIToken(creds.Email, creds.APIToken), conn.SiteURL, nil
+	}
+	return jira.PAT(creds.PAT), conn.SiteURL, nil
+}
+
+// tokenSource returns the process-wide token source of an OAuth connection, rebuilding it when
+// the stored credentials are newer than the ones it was built from (re-auth, or a refresh by
+// another process).
+func (s *Service) tokenSource(ctx context.Context, conn Connection, sealed []byte) (*jira.TokenSource, error) {
+	if s.OAuth == nil {
+		return nil, errors.New("OAuth is not configured (JIRA_OAUTH_CLIENT_ID)")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e, ok := s.sources[conn.ID]; ok && e.version >= conn.CredentialsVersion {
+		return e.ts, nil
+	}
+	creds, err := OpenCredentials(ctx, s.Sealer, conn.OrgID, conn.ID, conn.Kind, sealed)
+	if err != nil {
+		return nil, err
+	}
+	entry := &tokenSourceEntry{version: conn.CredentialsVersion}
+	orgID, connID := conn.OrgID, conn.ID
+	ts, err := jira.NewTokenSource(jira.TokenSourceConfig{
+		App:     s.OAuth,
+		Initial: creds.Tokens(),
+		Logger:  s.Log,
+		Persist: func(ctx context.Context, t jira.Tokens) error {
+			return s.persistRotated(ctx, orgID, connID, entry, t)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("token source for connection %s: %w", conn.ID, err)
+	}
+	entry.ts = ts
+	if s.sources == nil {
+		s.sources = map[uuid.UUID]*tokenSourceEntry{}
+	}
+	s.sources[conn.ID] = entry
+	return ts, nil
+}
+
+// persistRotated stores a rotated token pair with compare-and-set on the credentials version.
+func (s *Service) persistRotated(ctx context.Context, orgID, connID uuid.UUID, entry *tokenSourceEntry, t jira.Tokens) error {
+	sealed, err := SealCredentials(ctx, s.Sealer, orgID, connID, Credentials{
+		Kind: KindCloudOAuth, Access: t.Access, Refresh: t.Refresh, Expiry: t.Expiry, Scopes: t.Scopes,
+	})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	expected := entry.version
+	s.mu.Unlock()
+	var newVersion int32
+	err = s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+		v, err := q.RotateConnectionCredentials(ctx, dbq.RotateConnectionCredentialsParams{
+			SealedCredentials: sealed, ID: connID, ExpectedVersion: expected,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrCredentialsChanged
+		}
+		newVersion = v
+		return err
+	})
+	if err != nil {
+		s.Forget(connID)
+		return fmt.Errorf("persist rotated tokens of connection %s: %w", connID, err)
+	}
+	s.mu.Lock()
+	entry.version = newVersion
+	s.mu.Unlock()
+	return nil
+}
+
+// Forget drops the cached token source of a connection (after re-auth or revoke).
+func (s *Service) Forget(connID uuid.UUID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sources, connID)
+}
