@@ -1,0 +1,292 @@
+package seal
+
+import (
+	"bytes"
+	"context"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
+)
+
+// DefaultCacheTTL is how long an unwrapped data key stays in memory when Options.CacheTTL is
+// zero: long enough that a sync touching many credentials of one org costs one KMS Decrypt,
+// short enough that disabling the KMS key takes effect within minutes.
+const DefaultCacheTTL = 5 * time.Minute
+
+// Sealed value layout (format version 1):
+//
+//	[0]      format version (formatV1)
+//	[1:5]    org key version, uint32 big-endian
+//	[5:17]   AES-GCM nonce (96 bits, random)
+//	[17:]    AES-256-GCM ciphertext followed by the 16-byte tag
+//
+// The header is authenticated as part of the associated data, so neither version can be
+// altered without failing authentication. Random nonces are safe here because each org key
+// seals at most a few values per connection per hour, far below the ~2^32 messages per key at
+// which random 96-bit nonces become a concern.
+const (
+	formatV1       = 1
+	keyVersionOff  = 1
+	nonceOff       = 5
+	nonceSize      = 12
+	headerSize     = nonceOff + nonceSize
+	gcmTagSize     = 16
+	minSealedSize  = headerSize + gcmTagSize
+	sealAADLabel   = "jiraconnect/seal/value/v1"
+	flightTimeout  = 30 * time.Second
+	maxKeyAttempts = 5
+)
+
+// Options tunes a Sealer. The zero value is usable.
+type Options struct {
+	// CacheTTL is how long unwrapped data keys are cached; zero means DefaultCacheTTL.
+	CacheTTL time.Duration
+	// Now is the clock used for cache expiry; nil means time.Now. Tests inject a fake clock.
+	Now func() time.Time
+	// Logger receives key lifecycle events (never key material); nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Sealer seals and opens credentials with per-org data keys. It is safe for concurrent use;
+// one Sealer per process is intended, so its cache and single-flight are shared.
+type Sealer struct {
+	provider KeyProvider
+	store    KeyStore
+	cache    *keyCache
+	flights  singleflight.Group
+	log      *slog.Logger
+}
+
+// New returns a Sealer that generates and unwraps data keys with provider and persists them in
+// store.
+func New(provider KeyProvider, store KeyStore, opts Options) (*Sealer, error) {
+	if provider == nil {
+		return nil, errors.New("new sealer: key provider is nil")
+	}
+	if store == nil {
+		return nil, errors.New("new sealer: key store is nil")
+	}
+	if opts.CacheTTL < 0 {
+		return nil, fmt.Errorf("new sealer: negative cache ttl %v", opts.CacheTTL)
+	}
+	if opts.CacheTTL == 0 {
+		opts.CacheTTL = DefaultCacheTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Sealer{
+		provider: provider,
+		store:    store,
+		cache:    newKeyCache(opts.CacheTTL, opts.Now),
+		log:      opts.Logger.With(slog.String("component", "seal")),
+	}, nil
+}
+
+// EnsureOrgKey makes sure orgID has a data key, generating and storing one if it has none. It
+// is idempotent and safe to call concurrently, in one process or many: calls in one process
+// share a single flight, and across processes KeyStore.SaveOrgKey's insert-if-absent makes
+// every caller converge on the first stored key (losers discard theirs unused).
+func (s *Sealer) EnsureOrgKey(ctx context.Context, orgID uuid.UUID) error {
+	if orgID == uuid.Nil {
+		return errors.New("ensure org data key: org id is nil")
+	}
+	_, err := s.flight(ctx, "ensure/"+orgID.String(), func(fctx context.Context) (*cachedKey, error) {
+		return nil, s.ensure(fctx, orgID)
+	})
+	if err != nil {
+		return fmt.Errorf("ensure data key for org %s: %w", orgID, err)
+	}
+	return nil
+}
+
+func (s *Sealer) ensure(ctx context.Context, orgID uuid.UUID) error {
+	_, err := s.store.LoadOrgKey(ctx, orgID)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, ErrNoOrgKey) {
+		return err
+	}
+	dk, err := s.provider.GenerateDataKey(ctx, orgID)
+	if err != nil {
+		return err
+	}
+	if len(dk.Plaintext) != DataKeySize {
+		zero(dk.Plaintext)
+		return fmt.Errorf("provider returned a %d-byte data key, want %d", len(dk.Plaintext), DataKeySize)
+	}
+	mine := OrgKey{Wrapped: dk.Wrapped, KeyID: dk.KeyID, Version: 1}
+	stored, err := s.store.SaveOrgKey(ctx, orgID, mine)
+	if err != nil {
+		zero(dk.Plaintext)
+		return fmt.Errorf("save: %w", err)
+	}
+	if stored.Version == mine.Version && stored.KeyID == mine.KeyID && bytes.Equal(stored.Wrapped, mine.Wrapped) {
+		// We won: cache the plaintext we already hold, saving the first Decrypt.
+		s.cache.put(orgID, dk.Plaintext, mine.Version, mine.KeyID)
+		s.log.InfoContext(ctx, "created org data key",
+			slog.String("org_id", orgID.String()), slog.String("key_id", mine.KeyID), slog.Int("key_version", int(mine.Version)))
+		return nil
+	}
+	zero(dk.Plaintext)
+	s.log.InfoContext(ctx, "org data key was created concurrently; discarded the duplicate",
+		slog.String("org_id", orgID.String()), slog.String("key_id", stored.KeyID))
+	return nil
+}
+
+// Seal encrypts plaintext for b. The result is self-describing (format and key version) and
+// opens only with the same org, connection and purpose. Seal never retains plaintext.
+func (s *Sealer) Seal(ctx context.Context, b Binding, plaintext []byte) ([]byte, error) {
+	if err := b.validate(); err != nil {
+		return nil, fmt.Errorf("seal %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
+	}
+	aead, version, err := s.aeadFor(ctx, b.OrgID)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
+	}
+	var nonce [nonceSize]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("seal %s for connection %s: nonce: %w", b.Purpose, b.ConnectionID, err)
+	}
+	out := make([]byte, headerSize, headerSize+len(plaintext)+aead.Overhead())
+	out[0] = formatV1
+	binary.BigEndian.PutUint32(out[keyVersionOff:nonceOff], uint32(version))
+	copy(out[nonceOff:headerSize], nonce[:])
+	return aead.Seal(out, nonce[:], plaintext, sealAAD(b, out[:nonceOff])), nil
+}
+
+// Open decrypts a value produced by Seal for the same binding. Bytes that are not such a value
+// (truncated, tampered, unknown format or key version, or sealed for a different org,
+// connection or purpose) yield an error matching ErrOpen (concretely an *OpenError). Failures
+// to obtain the org's key (ErrNoOrgKey, KMS unavailable, ErrUnwrap) are reported as such and do
+// not match ErrOpen, because they say nothing about the sealed bytes.
+func (s *Sealer) Open(ctx context.Context, b Binding, sealed []byte) ([]byte, error) {
+	fail := func(reason string, cause error) error {
+		return fmt.Errorf("open %s for connection %s: %w", b.Purpose, b.ConnectionID, &OpenError{Reason: reason, Err: cause})
+	}
+	if err := b.validate(); err != nil {
+		return nil, fail("invalid binding", err)
+	}
+	// Cheap structural checks come first so garbage never costs a KMS call.
+	if len(sealed) < minSealedSize {
+		return nil, fail("truncated input", nil)
+	}
+	if sealed[0] != formatV1 {
+		return nil, fail(fmt.Sprintf("unsupported format version %d", sealed[0]), nil)
+	}
+	sealedVersion := binary.BigEndian.Uint32(sealed[keyVersionOff:nonceOff])
+	if sealedVersion == 0 || sealedVersion > math.MaxInt32 {
+		return nil, fail(fmt.Sprintf("invalid key version %d", sealedVersion), nil)
+	}
+	aead, version, err := s.aeadFor(ctx, b.OrgID)
+	if err != nil {
+		return nil, fmt.Errorf("open %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
+	}
+	if int32(sealedVersion) != version {
+		return nil, fail(fmt.Sprintf("sealed under key version %d but the org's key is version %d", sealedVersion, version), nil)
+	}
+	pt, err := aead.Open(nil, sealed[nonceOff:headerSize], sealed[headerSize:], sealAAD(b, sealed[:nonceOff]))
+	if err != nil {
+		return nil, fail("authentication failed (wrong org, connection or purpose, or corrupted data)", nil)
+	}
+	return pt, nil
+}
+
+// Purge drops and zeroes every cached data key, for example on shutdown. The Sealer stays
+// usable; keys are unwrapped again on demand.
+func (s *Sealer) Purge() { s.cache.purge() }
+
+// sealAAD is the associated data of a sealed value: a domain label, the header (format and key
+// version) and the binding, each length-prefixed so distinct bindings can never encode to the
+// same bytes (for example purpose "ab" + x vs "a" + "bx").
+func sealAAD(b Binding, header []byte) []byte {
+	aad := make([]byte, 0, 4+len(sealAADLabel)+4+len(header)+2*(4+16)+4+len(b.Purpose))
+	aad = appendLP(aad, []byte(sealAADLabel))
+	aad = appendLP(aad, header)
+	aad = appendLP(aad, b.OrgID[:])
+	aad = appendLP(aad, b.ConnectionID[:])
+	aad = appendLP(aad, []byte(b.Purpose))
+	return aad
+}
+
+// aeadFor returns an AEAD for the org's current data key and that key's version. It retries
+// when the entry it obtained was evicted (and zeroed) before it could be used, which only
+// happens when the TTL elapses or Purge runs at that exact moment.
+func (s *Sealer) aeadFor(ctx context.Context, orgID uuid.UUID) (cipher.AEAD, int32, error) {
+	for range maxKeyAttempts {
+		e, err := s.dataKey(ctx, orgID)
+		if err != nil {
+			return nil, 0, err
+		}
+		if a, ok := e.aead(); ok {
+			return a, e.version, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("data key for org %s was evicted %d times in a row while in use", orgID, maxKeyAttempts)
+}
+
+// dataKey returns the cached key entry for orgID, unwrapping it on a miss. Concurrent misses
+// for one org share a single load+Decrypt; the flight re-checks the cache first so callers that
+// missed just before another flight finished do not trigger a second Decrypt.
+func (s *Sealer) dataKey(ctx context.Context, orgID uuid.UUID) (*cachedKey, error) {
+	if e := s.cache.get(orgID); e != nil {
+		return e, nil
+	}
+	return s.flight(ctx, "unwrap/"+orgID.String(), func(fctx context.Context) (*cachedKey, error) {
+		if e := s.cache.get(orgID); e != nil {
+			return e, nil
+		}
+		k, err := s.store.LoadOrgKey(fctx, orgID)
+		if err != nil {
+			return nil, fmt.Errorf("load data key for org %s: %w", orgID, err)
+		}
+		if err := k.validate(); err != nil {
+			return nil, fmt.Errorf("load data key for org %s: stored key is invalid: %w", orgID, err)
+		}
+		pt, err := s.provider.Decrypt(fctx, orgID, k.Wrapped, k.KeyID)
+		if err != nil {
+			return nil, fmt.Errorf("unwrap data key for org %s: %w", orgID, err)
+		}
+		if len(pt) != DataKeySize {
+			zero(pt)
+			return nil, fmt.Errorf("unwrap data key for org %s: provider returned %d bytes, want %d", orgID, len(pt), DataKeySize)
+		}
+		s.log.DebugContext(fctx, "unwrapped org data key",
+			slog.String("org_id", orgID.String()), slog.String("key_id", k.KeyID), slog.Int("key_version", int(k.Version)))
+		return s.cache.put(orgID, pt, k.Version, k.KeyID), nil
+	})
+}
+
+// flight runs fn once per key among concurrent callers. fn runs detached from the first
+// caller's cancellation (with its own timeout), because its result is shared: one impatient
+// caller must not fail everyone waiting on the same unwrap. Each caller still returns as soon
+// as its own ctx is done.
+func (s *Sealer) flight(ctx context.Context, key string, fn func(context.Context) (*cachedKey, error)) (*cachedKey, error) {
+	ch := s.flights.DoChan(key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), flightTimeout)
+		defer cancel()
+		return fn(fctx)
+	})
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		e, _ := r.Val.(*cachedKey)
+		return e, nil
+	}
+}
