@@ -7,11 +7,15 @@ TOOLS_BIN ?= $(shell $(GO) env GOPATH)/bin
 # Fuzz targets run by `make fuzz` (and CI) for a short, bounded time each.
 FUZZTIME ?= 10s
 
-.PHONY: dev test test-short build lint sqlc sqlc-check tools fuzz clean
+.PHONY: dev demo test test-short build lint sqlc sqlc-check tools fuzz clean
 
 ## dev: embedded Temporal server + UI, migrations, API and worker in one process (Ctrl-C stops)
 dev:
 	$(GO) run ./cmd/jiraconnect-dev $(ARGS)
+
+## demo: the dev stack plus the Jira simulator, a demo organization, connection and findings
+demo:
+	$(GO) run ./cmd/jiraconnect-dev --demo $(ARGS)
 
 ## build: the production binary and the dev stack
 build:
@@ -32,7 +36,7 @@ fuzz:
 	@set -e; for spec in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs grep -H -o '^func Fuzz[A-Za-z0-9_]*' | sed 's/:func /:/'); do \
 		file=$${spec%%:*}; name=$${spec##*:}; pkg=./$$(dirname $${file#./}); \
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg; \
 	done
 
 ## tools: install sqlc and staticcheck through the Go toolchain

@@ -48,7 +48,7 @@ func newEnv(t *testing.T, temporal api.Pinger) *env {
 	svc := &tenancy.Service{DB: d, Sealer: sealer}
 	m := metrics.New(log)
 	t.Cleanup(func() { _ = m.Close() })
-	s := api.New(api.Deps{Log: log, DB: d, Tenancy: svc, Metrics: m, Temporal: temporal, MaxBodyBytes: 4096, Version: "test"})
+	s := api.New(api.Deps{Log: log, DB: d, Tenancy: svc, Metrics: m, TemporalHealth: temporal, MaxBodyBytes: 4096, Version: "test"})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, tenancy: svc}

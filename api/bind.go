@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/jiraconnect/jiraconnect/connections"
 )
 
 // decodeJSON reads the request body strictly into dst: it must be one JSON object of at most the
@@ -60,12 +62,15 @@ func decodeStrict(body []byte, dst any) error {
 func jsonError(err error) *Error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var dur *connections.DurationError
 	switch {
 	case errors.As(err, &syn):
 		return errBadRequest("invalid_json", "", "malformed JSON at byte "+itoa(syn.Offset)+": "+syn.Error())
 	case errors.As(err, &typ):
 		field := typ.Field
 		return errBadRequest("invalid_field", field, field+": must be "+jsonKind(typ.Type.Kind().String()))
+	case errors.As(err, &dur):
+		return errBadRequest("invalid_field", "", dur.Error())
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errBadRequest("invalid_json", "", "malformed JSON: unexpected end of input")
 	}

@@ -10,14 +10,20 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"go.temporal.io/sdk/client"
 
+	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/metrics"
+	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
 )
 
@@ -32,14 +38,36 @@ type PingFunc func(ctx context.Context) error
 // Ping implements Pinger.
 func (f PingFunc) Ping(ctx context.Context) error { return f(ctx) }
 
+// Revoker runs the revoke cleanup directly when a connection has no running workflow to do it
+// (activities.Activities implements it).
+type Revoker interface {
+	RevokeCleanup(ctx context.Context, in activities.RevokeInput) error
+}
+
 // Deps are the API's collaborators.
 type Deps struct {
-	Log     *slog.Logger
-	DB      *db.DB
-	Tenancy *tenancy.Service
-	Metrics *metrics.Metrics
-	// Temporal is pinged by /readyz (the client's CheckHealth).
-	Temporal Pinger
+	Log         *slog.Logger
+	DB          *db.DB
+	Tenancy     *tenancy.Service
+	Metrics     *metrics.Metrics
+	Sealer      *seal.Sealer
+	Connections *connections.Service
+	Revoker     Revoker
+	// Temporal starts, signals and updates connection workflows.
+	Temporal  client.Client
+	TaskQueue string
+	// TemporalHealth is pinged by /readyz.
+	TemporalHealth Pinger
+	// OAuth is the Atlassian OAuth app; nil when OAuth is not configured.
+	OAuth *jira.OAuthApp
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// WebhookAllowedCIDRs restricts webhook sources (empty: any).
+	WebhookAllowedCIDRs []netip.Prefix
+	// WebhookMaxBytes caps webhook bodies (DefaultWebhookMaxBytes when zero).
+	WebhookMaxBytes int64
+	// PublicURL is the externally reachable base URL (webhook and OAuth callback URLs).
+	PublicURL string
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64
 	Version      string
@@ -83,6 +111,31 @@ func New(deps Deps) *Server {
 	v1.GET("/api-keys", s.listAPIKeys, requireRole(tenancy.RoleAdmin))
 	v1.POST("/api-keys", s.createAPIKey, requireRole(tenancy.RoleAdmin))
 	v1.GET("/audit-log", s.listAuditLog, requireRole(tenancy.RoleAuditor))
+
+	admin, member, auditor := requireRole(tenancy.RoleAdmin), requireRole(tenancy.RoleMember), requireRole(tenancy.RoleAuditor)
+	v1.POST("/connections", s.createConnection, admin)
+	v1.GET("/connections", s.listConnections, auditor)
+	v1.GET("/connections/:id", s.getConnection, auditor)
+	v1.PATCH("/connections/:id", s.patchConnection, admin)
+	v1.DELETE("/connections/:id", s.revokeConnection, admin)
+	v1.POST("/connections/:id/sync", s.syncNow, member)
+	v1.POST("/connections/:id/test", s.testConnection, member)
+	v1.POST("/connections/:id/reauth", s.reauth, admin)
+	v1.GET("/connections/:id/runs", s.listRuns, auditor)
+	v1.POST("/connections/:id/webhook-secret", s.rotateWebhookSecret, admin)
+	v1.GET("/evidence", s.listEvidence, auditor)
+	v1.GET("/controls", s.listControls, auditor)
+	v1.GET("/coverage", s.coverage, auditor)
+	v1.GET("/alerts", s.listAlerts, auditor)
+	v1.POST("/assessments", s.createAssessment, member)
+	v1.GET("/assessments/:id", s.getAssessment, auditor)
+	v1.POST("/assessments/:id/evidence", s.attachEvidence, member)
+	v1.POST("/assessments/:id/approve", s.approveAssessment, admin)
+
+	// Atlassian redirects the consenting user's browser here: no API key, the state authenticates.
+	e.GET("/api/integrations/jira/callback", s.oauthCallback)
+	// Jira delivers issue changes here; the URL secret, source address and signature authenticate.
+	e.POST("/webhooks/jira/:connection/:secret", s.jiraWebhook)
 	return s
 }
 
@@ -204,7 +257,7 @@ func (s *Server) readyz(c echo.Context) error {
 	} else {
 		check("postgres", nil)
 	}
-	check("temporal", s.deps.Temporal)
+	check("temporal", s.deps.TemporalHealth)
 	status := http.StatusOK
 	if !ready {
 		status = http.StatusServiceUnavailable

@@ -16,9 +16,12 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/api"
 	"github.com/jiraconnect/jiraconnect/config"
+	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/metrics"
 	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
@@ -29,14 +32,18 @@ import (
 // -ldflags "-X github.com/jiraconnect/jiraconnect/app.Version=…".
 var Version = "dev"
 
-// Core holds what every process needs: logger, metrics, database and sealing.
+// Core holds what every process needs: logger, metrics, database, sealing and the connection
+// service (which owns the process-wide OAuth token sources).
 type Core struct {
-	Config  *config.Config
-	Log     *slog.Logger
-	Metrics *metrics.Metrics
-	DB      *db.DB
-	Sealer  *seal.Sealer
-	Tenancy *tenancy.Service
+	Config      *config.Config
+	Log         *slog.Logger
+	Metrics     *metrics.Metrics
+	DB          *db.DB
+	Sealer      *seal.Sealer
+	Tenancy     *tenancy.Service
+	OAuth       *jira.OAuthApp
+	Connections *connections.Service
+	Activities  *activities.Activities
 }
 
 // NewCore opens the database and the key provider.
@@ -50,20 +57,45 @@ func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Core, 
 		d.Close()
 		return nil, err
 	}
-	sealer, err := seal.New(provider, tenancy.KeyStore{DB: d}, seal.Options{CacheTTL: cfg.KeyCacheTTL})
+	sealer, err := seal.New(provider, tenancy.KeyStore{DB: d}, seal.Options{CacheTTL: cfg.KeyCacheTTL, Logger: log})
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("sealer: %w", err)
 	}
+	var oauth *jira.OAuthApp
+	if cfg.OAuthEnabled() {
+		oauth = &jira.OAuthApp{
+			ClientID:     cfg.JiraOAuthClientID,
+			ClientSecret: jira.NewSecret(cfg.JiraOAuthClientSecret.Reveal()),
+			RedirectURL:  cfg.PublicURL.String() + OAuthCallbackPath,
+			AuthBaseURL:  cfg.JiraAuthURL.String(),
+			APIBaseURL:   cfg.JiraAPIURL.String(),
+			Logger:       log,
+		}
+	}
+	m := metrics.New(log)
+	conns := &connections.Service{DB: d, Sealer: sealer, OAuth: oauth, Log: log}
+	acts, err := activities.New(activities.Deps{DB: d, Connections: conns, Log: log, Version: Version, Registerer: m.Registry})
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
 	return &Core{
-		Config:  cfg,
-		Log:     log,
-		Metrics: metrics.New(log),
-		DB:      d,
-		Sealer:  sealer,
-		Tenancy: &tenancy.Service{DB: d, Sealer: sealer},
+		Config:      cfg,
+		Log:         log,
+		Metrics:     m,
+		DB:          d,
+		Sealer:      sealer,
+		Tenancy:     &tenancy.Service{DB: d, Sealer: sealer},
+		OAuth:       oauth,
+		Connections: conns,
+		Activities:  acts,
 	}, nil
 }
+
+// OAuthCallbackPath is where Atlassian sends the consenting browser back (registered as the
+// app's callback URL: PUBLIC_URL + this path).
+const OAuthCallbackPath = "/api/integrations/jira/callback"
 
 // Close releases the core's resources.
 func (c *Core) Close() {
@@ -109,13 +141,23 @@ func (c *Core) NewAPI(tc client.Client) *api.Server {
 		})
 	}
 	return api.New(api.Deps{
-		Log:          c.Log,
-		DB:           c.DB,
-		Tenancy:      c.Tenancy,
-		Metrics:      c.Metrics,
-		Temporal:     temporalPing,
-		MaxBodyBytes: c.Config.APIMaxBodyBytes,
-		Version:      Version,
+		Log:            c.Log,
+		DB:             c.DB,
+		Tenancy:        c.Tenancy,
+		Metrics:        c.Metrics,
+		Sealer:         c.Sealer,
+		Connections:    c.Connections,
+		Revoker:        c.Activities,
+		Temporal:       tc,
+		TaskQueue:      c.Config.TaskQueue,
+		TemporalHealth: temporalPing,
+		OAuth:          c.OAuth,
+		TrustedProxies: c.Config.TrustedProxies,
+		PublicURL:      c.Config.PublicURL.String(),
+
+		WebhookAllowedCIDRs: c.Config.WebhookAllowedCIDRs,
+		MaxBodyBytes:        c.Config.APIMaxBodyBytes,
+		Version:             Version,
 	})
 }
 
@@ -136,7 +178,7 @@ func (c *Core) RunWorker(ctx context.Context, tc client.Client) error {
 		// Not fatal: workflows still run; only UI filtering by these attributes is affected.
 		c.Log.Warn("search attributes not registered", "err", err)
 	}
-	w := worker.New(tc, c.Config.TaskQueue)
+	w := worker.New(tc, c.Config.TaskQueue, c.Activities)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", c.Config.TaskQueue, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -50,15 +51,23 @@ type Duration time.Duration
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
+// DurationError reports a JSON value that is not a duration string. encoding/json does not say
+// which field a custom unmarshaler failed on, so the message carries the offending value.
+type DurationError struct{ Value string }
+
+func (e *DurationError) Error() string {
+	return fmt.Sprintf(`%s is not a duration such as "24h" or "90m"`, e.Value)
+}
+
 // UnmarshalJSON reads a duration string such as "24h" or "90m".
 func (d *Duration) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New(`must be a duration string such as "24h"`)
+		return &DurationError{Value: string(b)}
 	}
 	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("%q is not a duration such as \"24h\"", s)
+		return &DurationError{Value: strconv.Quote(s)}
 	}
 	*d = Duration(v)
 	return nil

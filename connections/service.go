@@ -2,6 +2,9 @@ package connections
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -270,4 +273,80 @@ func (s *Service) Forget(connID uuid.UUID) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.sources, connID)
+}
+
+// WebhookSecrets are the two secrets of a connection's webhook endpoint, shown to the admin once.
+type WebhookSecrets struct {
+	// URLSecret is the last path segment of the webhook URL; only its SHA-256 is stored.
+	URLSecret string
+	// SigningSecret is the HMAC key Jira signs admin webhooks with (X-Hub-Signature); stored
+	// sealed, because verifying needs the key itself. Empty when not used.
+	SigningSecret string
+}
+
+// NewWebhookSecrets generates fresh secrets; withSigning adds an HMAC signing secret (admin
+// webhooks; dynamic webhooks of OAuth apps are not HMAC-signed by Jira).
+func NewWebhookSecrets(withSigning bool) (WebhookSecrets, error) {
+	u, err := randomToken()
+	if err != nil {
+		return WebhookSecrets{}, err
+	}
+	out := WebhookSecrets{URLSecret: u}
+	if withSigning {
+		if out.SigningSecret, err = randomToken(); err != nil {
+			return WebhookSecrets{}, err
+		}
+	}
+	return out, nil
+}
+
+func randomToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate webhook secret: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// HashURLSecret is the stored form of a webhook URL secret.
+func HashURLSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// SealSigningSecret seals an HMAC signing secret for storage (nil when there is none).
+func (s *Service) SealSigningSecret(ctx context.Context, orgID, connID uuid.UUID, secret string) ([]byte, error) {
+	if secret == "" {
+		return nil, nil
+	}
+	out, err := s.Sealer.Seal(ctx, seal.Binding{OrgID: orgID, ConnectionID: connID, Purpose: seal.PurposeWebhookSecret}, []byte(secret))
+	if err != nil {
+		return nil, fmt.Errorf("seal webhook signing secret of connection %s: %w", connID, err)
+	}
+	return out, nil
+}
+
+// WebhookSigningSecret returns the connection's HMAC signing secret, or ok=false when its
+// webhooks are unsigned. The caller clears the returned bytes after use.
+func (s *Service) WebhookSigningSecret(ctx context.Context, orgID, connID uuid.UUID) ([]byte, bool, error) {
+	var sealed []byte
+	err := s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+		var err error
+		sealed, err = q.GetWebhookSigningSecret(ctx, connID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("load webhook signing secret of connection %s: %w", connID, err)
+	}
+	if len(sealed) == 0 {
+		return nil, false, nil
+	}
+	secret, err := s.Sealer.Open(ctx, seal.Binding{OrgID: orgID, ConnectionID: connID, Purpose: seal.PurposeWebhookSecret}, sealed)
+	if err != nil {
+		return nil, false, fmt.Errorf("open webhook signing secret of connection %s: %w", connID, err)
+	}
+	return secret, true, nil
 }

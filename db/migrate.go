@@ -101,3 +101,25 @@ func redactConnectError(err error) error {
 	}
 	return err
 }
+
+// DropDatabase drops the database named in dbURL, disconnecting its sessions, so that
+// EnsureDatabase creates it afresh.
+// Only the throwaway demo database is ever dropped.
+func DropDatabase(ctx context.Context, dbURL string) error {
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		return errors.New("drop database: invalid URL")
+	}
+	name := strings.TrimPrefix(u.Path, "/")
+	admin := *u
+	admin.Path = "/postgres"
+	conn, err := pgx.Connect(ctx, admin.String())
+	if err != nil {
+		return fmt.Errorf("drop database %s: %w", name, redactConnectError(err))
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		return fmt.Errorf("drop database %s: drop: %w", name, err)
+	}
+	return nil
+}

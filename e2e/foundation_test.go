@@ -13,16 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/uuid"
-	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/jiraconnect/jiraconnect/app"
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/config"
 	"github.com/jiraconnect/jiraconnect/db/dbtest"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 var testDB *dbtest.Database
@@ -110,49 +106,6 @@ func TestFoundationEndToEnd(t *testing.T) {
 	}
 	if code, body := get(t, "http://"+apiAddr+"/v1/orgs/me", key.Plaintext); code != 200 || !strings.Contains(body, org.ID.String()) {
 		t.Fatalf("orgs/me: %d %s", code, body)
-	}
-
-	// The worker runs connection workflows: start one, query it, find it by search attribute,
-	// and revoke it.
-	connID := uuid.New()
-	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.WorkflowID(connID), TaskQueue: cfg.TaskQueue},
-		workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: org.ID, ConnectionID: connID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var state workflows.ConnectionState
-	for {
-		v, err := tc.QueryWorkflow(ctx, run.GetID(), "", workflows.QueryState)
-		if err == nil {
-			if err := v.Get(&state); err != nil {
-				t.Fatal(err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("query state: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if state.Status != "active" || state.ConnectionID != connID {
-		t.Fatalf("state: %+v", state)
-	}
-	query := workflows.AttrOrgID.GetName() + " = '" + org.ID.String() + "' AND " + workflows.AttrConnectionStatus.GetName() + " = 'active'"
-	for {
-		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: cfg.TemporalNamespace, Query: query})
-		if err == nil && len(resp.GetExecutions()) == 1 {
-			break
-		}
-		if time.Now().After(deadline.Add(10 * time.Second)) {
-			t.Fatalf("workflow not found by search attributes (%s): %v", query, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	if err := tc.SignalWorkflow(ctx, run.GetID(), "", workflows.SignalRevoke, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := run.Get(ctx, nil); err != nil {
-		t.Fatalf("workflow after revoke: %v", err)
 	}
 
 	// /metrics on the worker includes the Temporal SDK's own series.

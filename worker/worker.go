@@ -16,6 +16,7 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
@@ -89,17 +90,15 @@ func keys(m map[string]enumspb.IndexedValueType) []string {
 }
 
 // Register adds every workflow and activity to r. Tests and the production worker share it, so a
-// workflow cannot be forgotten in one of them.
-func Register(r worker.Registry) {
+// workflow or activity cannot be forgotten in one of them.
+func Register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflow(workflows.ConnectionWorkflow)
+	acts.Register(r)
 }
 
 // New creates a worker on taskQueue with everything registered.
-func New(c client.Client, taskQueue string) worker.Worker {
-	w := worker.New(c, taskQueue, worker.Options{
-		// Connection workflows are many but mostly idle; their caches are cheap to rebuild.
-		EnableSessionWorker: false,
-	})
-	Register(w)
+func New(c client.Client, taskQueue string, acts *activities.Activities) worker.Worker {
+	w := worker.New(c, taskQueue, worker.Options{})
+	Register(w, acts)
 	return w
 }

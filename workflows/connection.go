@@ -4,11 +4,15 @@
 package workflows
 
 import (
-	"fmt"
+	"errors"
+	"time"
 
 	"github.com/google/uuid"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/jiraconnect/jiraconnect/activities"
 )
 
 // TaskQueue is where connection workflows and their activities run.
@@ -31,15 +35,51 @@ var (
 
 // Names of the workflow's message handlers, shared with the API.
 const (
-	QueryState   = "state"
-	SignalRevoke = "revoke"
+	// QueryState returns a ConnectionState.
+	QueryState = "state"
+	// UpdateSyncNow requests a sync and returns its sequence number (int64) as soon as it is
+	// queued; the sync itself is followed through the connection's runs. Rejected unless the
+	// connection is active.
+	UpdateSyncNow = "sync-now"
+	// UpdateTest runs the connection test and returns an activities.TestResult. Accepted while
+	// the connection is active or needs re-authorization.
+	UpdateTest = "test"
+	// UpdateReauthorized is sent by the API after it stored new credentials: the connection
+	// becomes active and syncs at once. Returns when the new status is stored. Rejected once
+	// revoked.
+	UpdateReauthorized = "reauthorized"
+	// UpdateRevoke takes a RevokeRequest, stops any sync, runs the revoke cleanup and returns
+	// when the cleanup is done; the workflow then ends.
+	UpdateRevoke = "revoke"
+	// SignalRevoke is the fire-and-forget form of UpdateRevoke (optional RevokeRequest payload),
+	// for callers that cannot wait, such as an operator with the Temporal CLI.
+	SignalRevoke = "revoke-signal"
+	// SignalConfigChanged is sent by the API after it stored a new configuration: the workflow
+	// reloads it and recomputes its deadlines. No payload.
+	SignalConfigChanged = "config-changed"
 )
+
+// DefaultMaxSyncsPerRun bounds the syncs of one run before it continues as new, in case the
+// server's history-size suggestion never comes (about 100 days at the default cadence).
+const DefaultMaxSyncsPerRun = 100
 
 // ConnectionInput starts a connection workflow. It carries ids only — never a credential: the
 // activities load and unseal credentials themselves, so no secret enters workflow history.
 type ConnectionInput struct {
 	OrgID        uuid.UUID `json:"org_id"`
 	ConnectionID uuid.UUID `json:"connection_id"`
+	// MaxSyncsPerRun makes the run continue as new after that many syncs (0:
+	// DefaultMaxSyncsPerRun).
+	MaxSyncsPerRun int `json:"max_syncs_per_run,omitempty"`
+	// Carried is the previous run's state when the workflow continued as new; nil for a new
+	// connection.
+	Carried *Carried `json:"carried,omitempty"`
+}
+
+// RevokeRequest says who revoked the connection, for the audit row.
+type RevokeRequest struct {
+	ActorType string `json:"actor_type"`
+	ActorID   string `json:"actor_id"`
 }
 
 // ConnectionState is what the state query returns.
@@ -47,29 +87,465 @@ type ConnectionState struct {
 	OrgID        uuid.UUID `json:"org_id"`
 	ConnectionID uuid.UUID `json:"connection_id"`
 	Status       string    `json:"status"`
+	Stale        bool      `json:"stale"`
+	// LastSuccessAt is when the last successful sync completed; LastSyncAt when the last sync
+	// (of any outcome) started.
+	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
+	LastSyncAt    *time.Time `json:"last_sync_at,omitempty"`
+	// NextSyncAt is when the next sync is due (absent while one runs or while no sync may run);
+	// StaleAt when the connection turns stale without a successful sync (absent once stale).
+	NextSyncAt *time.Time `json:"next_sync_at,omitempty"`
+	StaleAt    *time.Time `json:"stale_at,omitempty"`
+	// Seq is the highest sync sequence number handed out; PendingSyncSeq a requested sync that
+	// has not started (0: none); RunningSyncSeq the sync in flight (0: none).
+	Seq            int64         `json:"seq"`
+	PendingSyncSeq int64         `json:"pending_sync_seq,omitempty"`
+	SyncInProgress bool          `json:"sync_in_progress"`
+	RunningSyncSeq int64         `json:"running_sync_seq,omitempty"`
+	LastOutcome    string        `json:"last_outcome,omitempty"`
+	LastErrorType  string        `json:"last_error_type,omitempty"`
+	LastError      string        `json:"last_error,omitempty"`
+	SyncCadence    time.Duration `json:"sync_cadence"`
+	StaleThreshold time.Duration `json:"stale_threshold"`
 }
 
-// ConnectionWorkflow is the long-lived workflow of one Jira connection.
+// stateView is the query's answer for s.
+func stateView(s State) ConnectionState {
+	return ConnectionState{
+		OrgID: s.OrgID, ConnectionID: s.ConnectionID, Status: s.Status, Stale: s.Stale,
+		LastSuccessAt: timePtr(s.LastSuccessAt), LastSyncAt: timePtr(s.LastAttemptAt),
+		NextSyncAt: timePtr(s.NextSyncAt), StaleAt: timePtr(s.StaleAt),
+		Seq: s.Seq, PendingSyncSeq: s.PendingSeq, SyncInProgress: s.RunningSeq != 0, RunningSyncSeq: s.RunningSeq,
+		LastOutcome: s.LastOutcome, LastErrorType: s.LastErrorType, LastError: s.LastError,
+		SyncCadence: s.SyncCadence, StaleThreshold: s.StaleThreshold,
+	}
+}
+
+// ConnectionWorkflow is the long-lived workflow of one Jira connection: it owns the sync
+// schedule, stale detection, re-authorization waits and revocation (see Step for the rules).
 //
-// This is the foundation's version: it registers its search attributes and state query and lives
-// until the connection is revoked. Syncing, staleness and finding sync build on it.
+// It is a thin loop around the state machine: every event (timer, sync result, signal, update,
+// loaded configuration) goes through Step with the workflow's time, and the returned commands are
+// executed in order. Only the evidence sync runs concurrently with the loop, so updates and
+// signals are answered while Jira is slow; the Postgres-only activities run one at a time, which
+// keeps the stored state in the order the machine decided it.
 func ConnectionWorkflow(ctx workflow.Context, in ConnectionInput) error {
 	if in.OrgID == uuid.Nil || in.ConnectionID == uuid.Nil {
 		return temporal.NewNonRetryableApplicationError("connection workflow needs org and connection ids", "invalid_input", nil)
 	}
-	state := ConnectionState{OrgID: in.OrgID, ConnectionID: in.ConnectionID, Status: "active"}
-	if err := workflow.SetQueryHandler(ctx, QueryState, func() (ConnectionState, error) { return state, nil }); err != nil {
-		return fmt.Errorf("register state query: %w", err)
+	r := newRunner(ctx, in)
+	if err := r.register(); err != nil {
+		return err
 	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx,
-		AttrOrgID.ValueSet(in.OrgID.String()),
-		AttrConnectionStatus.ValueSet(state.Status),
-		AttrStale.ValueSet(false),
-		AttrNeedsReauth.ValueSet(false),
-	); err != nil {
-		return fmt.Errorf("upsert search attributes: %w", err)
+	return r.run()
+}
+
+// acts is only used for method references: the worker registers the real *Activities, and the
+// SDK derives each activity's name from the method.
+var acts *activities.Activities
+
+// runner is one run of ConnectionWorkflow.
+type runner struct {
+	ctx        workflow.Context
+	loopCtx    workflow.Context // canceled when the connection is revoked, to stop work in flight
+	cancelLoop workflow.CancelFunc
+	in         ConnectionInput
+	s          State
+	log        log.Logger
+
+	// queue holds commands not yet executed. Each gets a ticket; done is the highest ticket
+	// executed (or dropped), so a handler can wait for its own effects.
+	queue        []ticketed
+	issued, done int64
+
+	sync       workflow.Future
+	syncSeq    int64
+	cancelSync workflow.CancelFunc
+
+	timer       workflow.Future
+	timerAt     time.Time
+	cancelTimer workflow.CancelFunc
+
+	configCh, revokeCh workflow.ReceiveChannel
+
+	syncsThisRun int
+	canceled     bool  // the workflow itself was canceled (revoke by cancellation)
+	revokeDone   bool  // the revoke cleanup ran
+	revokeErr    error // and failed
+	ended        bool  // CmdEnd ran
+	failErr      error
+}
+
+type ticketed struct {
+	ticket int64
+	cmd    Command
+}
+
+func newRunner(ctx workflow.Context, in ConnectionInput) *runner {
+	loopCtx, cancel := workflow.WithCancel(ctx)
+	return &runner{
+		ctx: ctx, loopCtx: loopCtx, cancelLoop: cancel, in: in,
+		s:        NewState(in.OrgID, in.ConnectionID, in.Carried),
+		log:      workflow.GetLogger(ctx),
+		configCh: workflow.GetSignalChannel(ctx, SignalConfigChanged),
+		revokeCh: workflow.GetSignalChannel(ctx, SignalRevoke),
 	}
-	workflow.GetSignalChannel(ctx, SignalRevoke).Receive(ctx, nil)
-	state.Status = "revoked"
-	return workflow.UpsertTypedSearchAttributes(ctx, AttrConnectionStatus.ValueSet(state.Status))
+}
+
+// register installs the query and update handlers before anything can block, so no message
+// arriving with the first workflow task is refused.
+func (r *runner) register() error {
+	if err := workflow.SetQueryHandler(r.ctx, QueryState, func() (ConnectionState, error) {
+		return stateView(r.s), nil
+	}); err != nil {
+		return err
+	}
+	handlers := []struct {
+		name      string
+		handler   any
+		validator any
+	}{
+		{UpdateSyncNow, r.syncNow, func() error { return rejection(r.s.CanSyncNow()) }},
+		{UpdateTest, r.test, func() error { return rejection(r.s.CanTest()) }},
+		{UpdateReauthorized, r.reauthorized, func() error { return rejection(r.s.CanReauthorize()) }},
+		// A repeated revoke is accepted and answered when the first one's cleanup is done.
+		{UpdateRevoke, r.revoke, func(RevokeRequest) error { return nil }},
+	}
+	for _, h := range handlers {
+		if err := workflow.SetUpdateHandlerWithOptions(r.ctx, h.name, h.handler,
+			workflow.UpdateHandlerOptions{Validator: h.validator}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rejection turns a machine's refusal into the application error the API reports as 409.
+func rejection(err error) error {
+	if err == nil {
+		return nil
+	}
+	return temporal.NewApplicationError(err.Error(), "rejected")
+}
+
+func (r *runner) syncNow(workflow.Context) (int64, error) {
+	r.apply(SyncNowRequested{})
+	// The request either became (or joined) the pending sync, or started at once.
+	if r.s.PendingSeq != 0 {
+		return r.s.PendingSeq, nil
+	}
+	return r.s.RunningSeq, nil
+}
+
+func (r *runner) test(ctx workflow.Context) (activities.TestResult, error) {
+	var res activities.TestResult
+	// loopCtx: a revoke cancels a test in flight.
+	actx := workflow.WithActivityOptions(r.loopCtx, testOptions())
+	err := workflow.ExecuteActivity(actx, acts.TestConnection, r.ref()).Get(ctx, &res)
+	return res, err
+}
+
+func (r *runner) reauthorized(ctx workflow.Context) error {
+	ticket := r.apply(Reauthorized{})
+	return workflow.Await(ctx, func() bool { return r.done >= ticket || r.ended })
+}
+
+func (r *runner) revoke(ctx workflow.Context, req RevokeRequest) error {
+	r.apply(revokeEvent(req, "api"))
+	// The answer must wait for the cleanup even if the workflow is being canceled meanwhile.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if err := workflow.Await(dctx, func() bool { return r.revokeDone || r.ended }); err != nil {
+		return err
+	}
+	return r.revokeErr
+}
+
+func revokeEvent(req RevokeRequest, defaultActor string) RevokeRequested {
+	if req.ActorType == "" {
+		req.ActorType, req.ActorID = "system", defaultActor
+	}
+	return RevokeRequested(req)
+}
+
+func (r *runner) ref() activities.ConnectionRef {
+	return activities.ConnectionRef{OrgID: r.in.OrgID, ConnectionID: r.in.ConnectionID}
+}
+
+// apply feeds ev to the machine and queues its commands; it returns the ticket of the last one.
+func (r *runner) apply(ev Event) int64 {
+	wasEnded := r.s.Ended
+	var cmds []Command
+	r.s, cmds = Step(r.s, ev, workflow.Now(r.ctx))
+	if r.s.Ended && !wasEnded {
+		// What was queued is obsolete once the connection is revoked, and whatever is in flight
+		// (a sync, a mirror, a test) is stopped; the ending commands run in a disconnected context.
+		r.queue = nil
+		r.done = r.issued
+		r.cancelLoop()
+	}
+	for _, c := range cmds {
+		r.issued++
+		r.queue = append(r.queue, ticketed{ticket: r.issued, cmd: c})
+	}
+	return r.issued
+}
+
+// run is the loop: execute queued commands, then wait for the next event.
+func (r *runner) run() error {
+	r.apply(Started{})
+	for {
+		for len(r.queue) > 0 && !r.ended {
+			t := r.queue[0]
+			r.queue = r.queue[1:]
+			r.exec(t.cmd)
+			r.done = max(r.done, t.ticket)
+		}
+		switch {
+		case r.ended:
+			return r.finish()
+		case r.ctx.Err() != nil && !r.s.Ended:
+			// Cancelling the workflow is a revoke: clean up, then end as canceled.
+			r.canceled = true
+			r.apply(revokeEvent(RevokeRequest{}, "workflow-cancellation"))
+			continue
+		case r.drainSignals():
+			continue
+		case r.sync != nil && r.sync.IsReady():
+			r.finishSync()
+			continue
+		case r.timer != nil && r.timer.IsReady():
+			r.timer, r.cancelTimer, r.timerAt = nil, nil, time.Time{}
+			r.apply(TimerFired{})
+			continue
+		}
+		if r.wantContinueAsNew() {
+			if !r.s.Draining {
+				r.apply(Drain{})
+				continue
+			}
+			if r.sync == nil && workflow.AllHandlersFinished(r.ctx) {
+				return r.continueAsNew()
+			}
+		}
+		r.armTimer()
+		// An error here is the workflow's cancellation, handled at the top of the loop.
+		_ = workflow.Await(r.ctx, r.woken)
+	}
+}
+
+// woken says the loop has something to do.
+func (r *runner) woken() bool {
+	return len(r.queue) > 0 || r.configCh.Len() > 0 || r.revokeCh.Len() > 0 ||
+		(r.sync != nil && r.sync.IsReady()) || (r.timer != nil && r.timer.IsReady()) ||
+		(r.wantContinueAsNew() && (!r.s.Draining || (r.sync == nil && workflow.AllHandlersFinished(r.ctx))))
+}
+
+// drainSignals feeds every buffered signal to the machine; it reports whether there was one.
+func (r *runner) drainSignals() bool {
+	got := false
+	for r.configCh.ReceiveAsync(nil) {
+		r.apply(ConfigChanged{})
+		got = true
+	}
+	for {
+		var req RevokeRequest
+		if !r.revokeCh.ReceiveAsync(&req) {
+			break
+		}
+		r.apply(revokeEvent(req, "revoke-signal"))
+		got = true
+	}
+	return got
+}
+
+// armTimer keeps exactly one timer, for the machine's earliest deadline: a timer whose deadline
+// is no longer the earliest is canceled rather than left to fire for nothing.
+func (r *runner) armTimer() {
+	at := r.s.Wake()
+	if at.Equal(r.timerAt) && (r.timer != nil || at.IsZero()) {
+		return
+	}
+	if r.cancelTimer != nil {
+		r.cancelTimer()
+	}
+	r.timer, r.cancelTimer, r.timerAt = nil, nil, at
+	if at.IsZero() {
+		return
+	}
+	// The machine handles every deadline that has passed before asking for a timer, so d is
+	// positive; the floor only guards against a busy loop should that ever break.
+	d := max(at.Sub(workflow.Now(r.ctx)), time.Second)
+	tctx, cancel := workflow.WithCancel(r.loopCtx)
+	r.timer = workflow.NewTimerWithOptions(tctx, d, workflow.TimerOptions{Summary: "next connection deadline"})
+	r.cancelTimer = cancel
+}
+
+func (r *runner) wantContinueAsNew() bool {
+	if r.s.Ended {
+		return false
+	}
+	limit := r.in.MaxSyncsPerRun
+	if limit <= 0 {
+		limit = DefaultMaxSyncsPerRun
+	}
+	return r.syncsThisRun >= limit || workflow.GetInfo(r.ctx).GetContinueAsNewSuggested()
+}
+
+// continueAsNew starts the next run with the carried state. The loop only gets here with no
+// sync in flight, no queued command, no buffered signal and every handler finished.
+func (r *runner) continueAsNew() error {
+	next := r.in
+	carried := r.s.Carry()
+	next.Carried = &carried
+	return workflow.NewContinueAsNewError(r.ctx, ConnectionWorkflow, next)
+}
+
+// finish waits for the handlers still answering (a revoke update waits for its cleanup) and ends
+// the workflow.
+func (r *runner) finish() error {
+	r.cancelLoop()
+	dctx, _ := workflow.NewDisconnectedContext(r.ctx)
+	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
+		return err
+	}
+	switch {
+	case r.failErr != nil:
+		return r.failErr
+	case r.canceled:
+		return temporal.NewCanceledError("connection revoked by workflow cancellation")
+	}
+	return nil
+}
+
+// finishSync turns the sync's result into a SyncFinished event.
+func (r *runner) finishSync() {
+	var res activities.SyncResult
+	err := r.sync.Get(r.ctx, &res)
+	seq := r.syncSeq
+	r.sync, r.syncSeq, r.cancelSync = nil, 0, nil
+	switch {
+	case err == nil:
+		r.apply(SyncFinished{Seq: seq, Outcome: res.Outcome})
+	case temporal.IsCanceledError(err):
+		// Only a revoke cancels a sync, and the machine has already moved on.
+	default:
+		typ, msg := classify(err)
+		r.apply(SyncFinished{Seq: seq, ErrorType: typ, Message: msg})
+	}
+}
+
+// classify maps an activity failure onto the contract's error types. Unknown types (a plain Go
+// error becomes an application error named after its Go type) count as transient.
+func classify(err error) (string, string) {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		switch t := appErr.Type(); t {
+		case activities.ErrTypeReauthRequired, activities.ErrTypeConfig, activities.ErrTypeRevoked,
+			activities.ErrTypeRateLimited, activities.ErrTypeTransient, activities.ErrTypeInvalidInput:
+			return t, appErr.Message()
+		}
+		return activities.ErrTypeTransient, appErr.Message()
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return activities.ErrTypeTransient, "the sync timed out (" + timeout.TimeoutType().String() + ")"
+	}
+	return activities.ErrTypeTransient, err.Error()
+}
+
+func isErrorType(err error, typ string) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.Type() == typ
+}
+
+// exec executes one command. Only CmdStartSync returns before the work is done.
+func (r *runner) exec(cmd Command) {
+	switch c := cmd.(type) {
+	case CmdLoad:
+		var snap activities.ConnectionSnapshot
+		actx := workflow.WithActivityOptions(r.loopCtx, bookkeepingOptions())
+		err := workflow.ExecuteActivity(actx, acts.LoadConnection, r.ref()).Get(r.loopCtx, &snap)
+		switch {
+		case err == nil:
+			r.apply(Loaded{Snapshot: snap})
+		case isErrorType(err, activities.ErrTypeRevoked):
+			r.apply(RevokedElsewhere{})
+		case temporal.IsCanceledError(err):
+			// A revoke or the workflow's cancellation; the loop takes it from here.
+		default:
+			// Retries are unlimited, so this is a permanent error (e.g. the stored connection
+			// is unusable). Without its configuration the connection cannot be scheduled;
+			// failing the workflow makes that visible to operators.
+			r.failErr = temporal.NewNonRetryableApplicationError("load connection", "load_failed", err)
+			r.ended = true
+		}
+	case CmdStartSync:
+		info := workflow.GetInfo(r.ctx)
+		sctx, cancel := workflow.WithCancel(r.loopCtx)
+		sctx = workflow.WithActivityOptions(sctx, syncOptions())
+		r.sync = workflow.ExecuteActivity(sctx, acts.SyncEvidence, activities.SyncInput{
+			ConnectionRef: r.ref(), Seq: c.Seq, Trigger: c.Trigger,
+			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID,
+		})
+		r.syncSeq, r.cancelSync = c.Seq, cancel
+		r.syncsThisRun++
+	case CmdCancelSync:
+		if r.sync != nil {
+			r.cancelSync()
+			// WaitForCancellation: this returns once the activity has stopped, so the cleanup
+			// never races a sync still writing evidence.
+			dctx, _ := workflow.NewDisconnectedContext(r.ctx)
+			_ = r.sync.Get(dctx, nil)
+			r.sync, r.syncSeq, r.cancelSync = nil, 0, nil
+		}
+	case CmdRecordFailure:
+		info := workflow.GetInfo(r.ctx)
+		r.book(acts.RecordSyncFailure, activities.SyncFailure{
+			ConnectionRef: r.ref(), Seq: c.Seq, ErrorType: c.ErrorType, Message: c.Message,
+			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID,
+		})
+	case CmdMirror:
+		r.book(acts.SetConnectionState, c.Update)
+	case CmdOpenAlert:
+		r.book(acts.OpenAlert, activities.AlertInput{ConnectionRef: r.ref(), Kind: c.Kind, Message: c.Message})
+	case CmdResolveAlert:
+		r.book(acts.ResolveAlert, activities.AlertInput{ConnectionRef: r.ref(), Kind: c.Kind})
+	case CmdSearchAttributes:
+		if err := workflow.UpsertTypedSearchAttributes(r.ctx,
+			AttrOrgID.ValueSet(r.in.OrgID.String()),
+			AttrConnectionStatus.ValueSet(c.Status),
+			AttrStale.ValueSet(c.Stale),
+			AttrNeedsReauth.ValueSet(c.NeedsReauth),
+		); err != nil {
+			r.log.Warn("upsert search attributes", "error", err)
+		}
+	case CmdRevokeCleanup:
+		dctx, _ := workflow.NewDisconnectedContext(r.ctx)
+		dctx = workflow.WithActivityOptions(dctx, revokeOptions())
+		err := workflow.ExecuteActivity(dctx, acts.RevokeCleanup, activities.RevokeInput{
+			ConnectionRef: r.ref(), ActorType: c.ActorType, ActorID: c.ActorID,
+		}).Get(dctx, nil)
+		if err != nil && !isErrorType(err, activities.ErrTypeRevoked) {
+			r.revokeErr = err
+			r.log.Warn("revoke cleanup failed", "error", err)
+		}
+		r.revokeDone = true
+	case CmdEnd:
+		r.ended = true
+	}
+}
+
+// book runs a Postgres-only activity and waits for it. Such activities retry until they
+// succeed, so an error here is permanent: it is logged and the machine carries on (the next
+// mirror rewrites the whole state), except that a revoked connection ends the workflow.
+func (r *runner) book(activity, input any) {
+	actx := workflow.WithActivityOptions(r.loopCtx, bookkeepingOptions())
+	err := workflow.ExecuteActivity(actx, activity, input).Get(r.loopCtx, nil)
+	switch {
+	case err == nil, temporal.IsCanceledError(err):
+	case isErrorType(err, activities.ErrTypeRevoked):
+		r.apply(RevokedElsewhere{})
+	default:
+		r.log.Warn("connection bookkeeping activity failed", "error", err)
+	}
 }

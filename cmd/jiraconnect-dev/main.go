@@ -9,7 +9,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -21,6 +24,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/jiraconnect/jiraconnect/app"
+	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/config"
 	"github.com/jiraconnect/jiraconnect/db"
 	"github.com/jiraconnect/jiraconnect/devstack"
@@ -40,16 +44,40 @@ func run(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", ".jiraconnect", "directory for the Temporal SQLite file and the local keyring")
 	temporalPort := fs.Int("temporal-port", 7233, "Temporal frontend gRPC port")
 	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port")
+	demo := fs.Bool("demo", false, "also run the Jira simulator with a demo organization, connection and findings (a fresh demo database and data directory every start)")
+	simAddr := fs.String("sim-addr", "127.0.0.1:8090", "listen address of the Jira simulator in demo mode")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	start := time.Now()
+	if *demo {
+		// The demo is throwaway: its own database and data directory, recreated every start, so
+		// it never mixes with (or clutters) a developer's persistent dev state.
+		*dataDir = filepath.Join(*dataDir, "demo")
+		if err := os.RemoveAll(*dataDir); err != nil {
+			return err
+		}
+	}
 	// The dev stack defaults the keyring into its data directory and the Temporal address to the
 	// embedded server, unless the environment says otherwise.
 	defaults := map[string]string{
 		"LOCAL_KEYRING_DIR": *dataDir,
 		"TEMPORAL_ADDRESS":  net.JoinHostPort("127.0.0.1", strconv.Itoa(*temporalPort)),
 		"LOG_FORMAT":        "text",
+	}
+	var sim *devstack.Simulator
+	if *demo {
+		var err error
+		if sim, err = devstack.StartSimulator(*simAddr, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
+			return err
+		}
+		defer sim.Stop()
+		clientID, secret := sim.OAuthClient()
+		defaults["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/jiraconnect_demo?sslmode=disable"
+		defaults["JIRA_OAUTH_CLIENT_ID"] = clientID
+		defaults["JIRA_OAUTH_CLIENT_SECRET"] = secret
+		defaults["JIRA_AUTH_URL"] = sim.URL
+		defaults["JIRA_API_URL"] = sim.URL
 	}
 	cfg, err := config.LoadFrom(func(name string) (string, bool) {
 		if v, ok := os.LookupEnv(name); ok {
@@ -67,6 +95,11 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
+	if *demo {
+		if err := db.DropDatabase(ctx, cfg.DatabaseOwnerURL); err != nil {
+			return err
+		}
+	}
 	if err := db.EnsureDatabase(ctx, cfg.DatabaseOwnerURL); err != nil {
 		return err
 	}
@@ -128,12 +161,58 @@ Press Ctrl-C to stop.
 `, time.Since(start).Round(time.Millisecond), cfg.APIAddr, cfg.APIAddr, ui.URL, tsrv.HostPort, cfg.TemporalNamespace,
 		cfg.TaskQueue, redactURL(cfg.DatabaseURL), absData)
 
+	if *demo {
+		if err := runDemo(gctx, core, cfg.APIAddr, sim, ui.URL); err != nil {
+			log.Error("demo setup failed", "err", err)
+		}
+	}
+
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	log.Info("dev stack stopped")
 	return err
+}
+
+// runDemo creates the demo organization and connection once the API answers, and prints what to
+// try.
+func runDemo(ctx context.Context, core *app.Core, apiAddr string, sim *devstack.Simulator, uiURL string) error {
+	_, port, _ := net.SplitHostPort(apiAddr)
+	apiBase := "http://127.0.0.1:" + port
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(apiBase + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("api not ready at %s", apiBase)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	_, key, err := core.Tenancy.CreateOrg(ctx, "Demo", audit.Actor{Type: audit.ActorCLI, ID: "jiraconnect-dev --demo"})
+	if err != nil {
+		return err
+	}
+	d, err := devstack.SeedDemo(ctx, apiBase, key.Plaintext, sim)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, `
+Demo ready: a simulated Jira Cloud site at %s with 12 projects and 2,500 issues.
+  export KEY=%s
+  curl -s %s/v1/coverage -H "Authorization: Bearer $KEY"
+  curl -s '%s/v1/evidence?limit=5' -H "Authorization: Bearer $KEY"
+  curl -s %s/v1/connections/%s/runs -H "Authorization: Bearer $KEY"
+  curl -s -X POST %s/v1/connections/%s/sync -H "Authorization: Bearer $KEY"
+  Workflow: %s/namespaces/default/workflows/jira-connection%%2F%s
+
+`, sim.URL, key.Plaintext, apiBase, apiBase, apiBase, d.ConnectionID, apiBase, d.ConnectionID, uiURL, d.ConnectionID)
+	return nil
 }
 
 // redactURL hides any password in a database URL before printing it.

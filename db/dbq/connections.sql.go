@@ -23,7 +23,7 @@ SET sealed_credentials = $1,
     last_error = NULL, last_error_kind = NULL,
     updated_at = now()
 WHERE id = $4 AND deleted_at IS NULL
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
 `
 
 type ActivateConnectionParams struct {
@@ -64,6 +64,10 @@ func (q *Queries) ActivateConnection(ctx context.Context, arg ActivateConnection
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.WebhookSigningSecret,
+		&i.DynamicWebhookIds,
+		&i.DynamicWebhookExpiresAt,
+		&i.ReconciledAt,
 	)
 	return i, err
 }
@@ -89,7 +93,7 @@ const createConnection = `-- name: CreateConnection :one
 INSERT INTO connections (id, org_id, kind, site_url, cloud_id, status, config, scopes,
                          sealed_credentials, webhook_secret_hash, workflow_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
 `
 
 type CreateConnectionParams struct {
@@ -143,6 +147,10 @@ func (q *Queries) CreateConnection(ctx context.Context, arg CreateConnectionPara
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.WebhookSigningSecret,
+		&i.DynamicWebhookIds,
+		&i.DynamicWebhookExpiresAt,
+		&i.ReconciledAt,
 	)
 	return i, err
 }
@@ -169,7 +177,7 @@ func (q *Queries) CreateOAuthState(ctx context.Context, arg CreateOAuthStatePara
 }
 
 const getConnection = `-- name: GetConnection :one
-SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at FROM connections WHERE id = $1
+SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at FROM connections WHERE id = $1
 `
 
 func (q *Queries) GetConnection(ctx context.Context, id uuid.UUID) (Connection, error) {
@@ -197,12 +205,16 @@ func (q *Queries) GetConnection(ctx context.Context, id uuid.UUID) (Connection, 
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.WebhookSigningSecret,
+		&i.DynamicWebhookIds,
+		&i.DynamicWebhookExpiresAt,
+		&i.ReconciledAt,
 	)
 	return i, err
 }
 
 const listConnections = `-- name: ListConnections :many
-SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at FROM connections ORDER BY created_at DESC, id LIMIT $1::integer
+SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at FROM connections ORDER BY created_at DESC, id LIMIT $1::integer
 `
 
 func (q *Queries) ListConnections(ctx context.Context, pageSize int32) ([]Connection, error) {
@@ -236,6 +248,10 @@ func (q *Queries) ListConnections(ctx context.Context, pageSize int32) ([]Connec
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.DeletedAt,
+			&i.WebhookSigningSecret,
+			&i.DynamicWebhookIds,
+			&i.DynamicWebhookExpiresAt,
+			&i.ReconciledAt,
 		); err != nil {
 			return nil, err
 		}
@@ -250,9 +266,9 @@ func (q *Queries) ListConnections(ctx context.Context, pageSize int32) ([]Connec
 const revokeConnection = `-- name: RevokeConnection :one
 UPDATE connections
 SET status = 'revoked', deleted_at = coalesce(deleted_at, now()), sealed_credentials = NULL,
-    webhook_secret_hash = NULL, next_sync_at = NULL, updated_at = now()
+    webhook_secret_hash = NULL, webhook_signing_secret = NULL, next_sync_at = NULL, updated_at = now()
 WHERE id = $1
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
 `
 
 // Revoke keeps the row (and its evidence, runs and audit trail) but destroys the credentials.
@@ -281,6 +297,10 @@ func (q *Queries) RevokeConnection(ctx context.Context, id uuid.UUID) (Connectio
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.WebhookSigningSecret,
+		&i.DynamicWebhookIds,
+		&i.DynamicWebhookExpiresAt,
+		&i.ReconciledAt,
 	)
 	return i, err
 }
@@ -320,7 +340,7 @@ SET status = $1,
     last_error_kind = $7,
     updated_at = now()
 WHERE id = $8 AND deleted_at IS NULL
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
 `
 
 type SetConnectionStateParams struct {
@@ -369,6 +389,10 @@ func (q *Queries) SetConnectionState(ctx context.Context, arg SetConnectionState
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.WebhookSigningSecret,
+		&i.DynamicWebhookIds,
+		&i.DynamicWebhookExpiresAt,
+		&i.ReconciledAt,
 	)
 	return i, err
 }
@@ -376,7 +400,7 @@ func (q *Queries) SetConnectionState(ctx context.Context, arg SetConnectionState
 const updateConnectionConfig = `-- name: UpdateConnectionConfig :one
 UPDATE connections SET config = $2, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
 `
 
 type UpdateConnectionConfigParams struct {
@@ -409,6 +433,10 @@ func (q *Queries) UpdateConnectionConfig(ctx context.Context, arg UpdateConnecti
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.WebhookSigningSecret,
+		&i.DynamicWebhookIds,
+		&i.DynamicWebhookExpiresAt,
+		&i.ReconciledAt,
 	)
 	return i, err
 }

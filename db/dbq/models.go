@@ -66,27 +66,31 @@ type AuditLog struct {
 }
 
 type Connection struct {
-	ID                 uuid.UUID
-	OrgID              uuid.UUID
-	Kind               string
-	SiteUrl            string
-	CloudID            *string
-	Status             string
-	Config             json.RawMessage
-	Scopes             []string
-	SealedCredentials  []byte
-	CredentialsVersion int32
-	WebhookSecretHash  []byte
-	WorkflowID         string
-	LastSyncAt         *time.Time
-	LastSuccessAt      *time.Time
-	NextSyncAt         *time.Time
-	Stale              bool
-	LastError          *string
-	LastErrorKind      *string
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
-	DeletedAt          *time.Time
+	ID                      uuid.UUID
+	OrgID                   uuid.UUID
+	Kind                    string
+	SiteUrl                 string
+	CloudID                 *string
+	Status                  string
+	Config                  json.RawMessage
+	Scopes                  []string
+	SealedCredentials       []byte
+	CredentialsVersion      int32
+	WebhookSecretHash       []byte
+	WorkflowID              string
+	LastSyncAt              *time.Time
+	LastSuccessAt           *time.Time
+	NextSyncAt              *time.Time
+	Stale                   bool
+	LastError               *string
+	LastErrorKind           *string
+	CreatedAt               time.Time
+	UpdatedAt               time.Time
+	DeletedAt               *time.Time
+	WebhookSigningSecret    []byte
+	DynamicWebhookIds       []int64
+	DynamicWebhookExpiresAt *time.Time
+	ReconciledAt            *time.Time
 }
 
 type ConnectorRun struct {
@@ -103,6 +107,9 @@ type ConnectorRun struct {
 	JiraCalls      int32
 	WorkflowID     string
 	RunID          string
+	TriggeredBy    string
+	Attempts       int32
+	Report         pqtype.NullRawMessage
 }
 
 type Control struct {
@@ -139,18 +146,20 @@ type EvidenceObservation struct {
 }
 
 type Finding struct {
-	ID            uuid.UUID
-	OrgID         uuid.UUID
-	ExternalID    string
-	Title         string
-	Severity      string
-	Status        string
-	ProbeID       string
-	ScanID        string
-	FrameworkRefs []string
-	Excerpt       string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	ID              uuid.UUID
+	OrgID           uuid.UUID
+	ExternalID      string
+	Title           string
+	Severity        string
+	Status          string
+	ProbeID         string
+	ScanID          string
+	FrameworkRefs   []string
+	Excerpt         string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	StatusSource    string
+	StatusChangedAt time.Time
 }
 
 type FindingIssueLink struct {
@@ -168,6 +177,16 @@ type FindingIssueLink struct {
 	LastErrorKind    *string
 	CreatedAt        time.Time
 	UpdatedAt        time.Time
+}
+
+type FindingSyncQueue struct {
+	OrgID        uuid.UUID
+	ConnectionID uuid.UUID
+	FindingID    uuid.UUID
+	EnqueuedAt   time.Time
+	Attempts     int32
+	NotBefore    time.Time
+	LastError    *string
 }
 
 type OauthState struct {

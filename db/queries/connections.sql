@@ -56,7 +56,7 @@ RETURNING *;
 -- Revoke keeps the row (and its evidence, runs and audit trail) but destroys the credentials.
 UPDATE connections
 SET status = 'revoked', deleted_at = coalesce(deleted_at, now()), sealed_credentials = NULL,
-    webhook_secret_hash = NULL, next_sync_at = NULL, updated_at = now()
+    webhook_secret_hash = NULL, webhook_signing_secret = NULL, next_sync_at = NULL, updated_at = now()
 WHERE id = $1
 RETURNING *;
 

@@ -1,0 +1,210 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/evidence"
+	"github.com/jiraconnect/jiraconnect/jira"
+	"github.com/jiraconnect/jiraconnect/seal"
+)
+
+func TestSampleWindow(t *testing.T) {
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		jql  string
+		want time.Duration
+	}{
+		{connections.DefaultResolvedJQL, 30 * 24 * time.Hour},
+		{`labels = security AND resolved >= -4w`, 28 * 24 * time.Hour},
+		{`resolutiondate > "-12h" AND project = SEC`, 12 * time.Hour},
+		{`RESOLVED>=-7d`, 7 * 24 * time.Hour},
+		{`resolved >= -90m`, 90 * time.Minute},
+		{`resolved >= "-4w 2d"`, unboundedLookback}, // combined offsets are not interpreted
+		{`resolved >= -3M`, unboundedLookback},      // not a unit Jira documents as minutes
+		{`resolved >= "2026-01-01"`, unboundedLookback},
+		{`labels = security AND statusCategory = Done`, unboundedLookback},
+		{`resolved >= -0d`, unboundedLookback},
+	} {
+		from, to := sampleWindow(tc.jql, now)
+		if !to.Equal(now) || to.Sub(from) != tc.want {
+			t.Errorf("%q: window %s..%s (%s), want length %s", tc.jql, from, to, to.Sub(from), tc.want)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	jerr := func(kind jira.Kind, retryAfter time.Duration) error {
+		return fmt.Errorf("sync: %w", &jira.Error{Kind: kind, Op: "search", Status: 400, RetryAfter: retryAfter})
+	}
+	for _, tc := range []struct {
+		name      string
+		err       error
+		errType   string
+		retryable bool
+		minDelay  time.Duration
+	}{
+		{"reauth", jerr(jira.KindReauthRequired, 0), ErrTypeReauthRequired, false, 0},
+		{"unauthorized after refresh", jerr(jira.KindUnauthorized, 0), ErrTypeReauthRequired, false, 0},
+		{"forbidden", jerr(jira.KindForbidden, 0), ErrTypeConfig, false, 0},
+		{"bad request", jerr(jira.KindBadRequest, 0), ErrTypeConfig, false, 0},
+		{"custom field", jerr(jira.KindCustomFieldUnknown, 0), ErrTypeConfig, false, 0},
+		{"jira config", jerr(jira.KindConfig, 0), ErrTypeConfig, false, 0},
+		{"not found", jerr(jira.KindNotFound, 0), ErrTypeConfig, false, 0},
+		{"gone", jerr(jira.KindGone, 0), ErrTypeConfig, false, 0},
+		{"rate limited", jerr(jira.KindRateLimited, 5*time.Second), ErrTypeRateLimited, true, 5 * time.Second},
+		{"rate limited without Retry-After", jerr(jira.KindRateLimited, 0), ErrTypeRateLimited, true, 0},
+		{"server", jerr(jira.KindServer, 0), ErrTypeTransient, true, 0},
+		{"server with Retry-After", jerr(jira.KindServer, 3*time.Second), ErrTypeTransient, true, 3 * time.Second},
+		{"malformed", jerr(jira.KindMalformedResponse, 0), ErrTypeTransient, true, 0},
+		{"too large", jerr(jira.KindResponseTooLarge, 0), ErrTypeTransient, true, 0},
+		{"transport", jerr(jira.KindTransport, 0), ErrTypeTransient, true, 0},
+		{"token persist", jerr(jira.KindTokenPersist, 0), ErrTypeTransient, true, 0},
+		{"revoked", fmt.Errorf("load: %w", connections.ErrRevoked), ErrTypeRevoked, false, 0},
+		{"not found connection", fmt.Errorf("load: %w", connections.ErrNotFound), ErrTypeConfig, false, 0},
+		{"oauth not configured", errOAuthNotConfigured, ErrTypeConfig, false, 0},
+		{"unopenable credentials", fmt.Errorf("open: %w", &seal.OpenError{Err: errors.New("auth failed")}), ErrTypeReauthRequired, false, 0},
+		{"no org key", fmt.Errorf("open: %w", seal.ErrNoOrgKey), ErrTypeConfig, false, 0},
+		{"kms unwrap", fmt.Errorf("open: %w", seal.ErrUnwrap), ErrTypeTransient, true, 0},
+		{"invalid input", invalidInput("x"), ErrTypeInvalidInput, false, 0},
+		{"database", errors.New("connection refused"), ErrTypeTransient, true, 0},
+		{"cancelled", context.Canceled, ErrTypeTransient, true, 0},
+	} {
+		f := classify(tc.err)
+		if f.errType != tc.errType || f.retryable != tc.retryable || f.delay < tc.minDelay || f.delay > tc.minDelay+maxRetryJitter ||
+			(tc.minDelay == 0 && f.delay != 0) || f.msg != tc.err.Error() {
+			t.Errorf("%s: %+v, want type %s retryable %t delay ≥ %s", tc.name, f, tc.errType, tc.retryable, tc.minDelay)
+		}
+	}
+}
+
+// validSync is a complete, valid raw sync result.
+func validSync() evidence.SyncResult {
+	now := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	hash := digest("x", connections.KindCloudToken, 1)
+	return evidence.SyncResult{
+		SiteURL: "https://acme.atlassian.net", ConnectorVersion: "v1", CollectedAt: now,
+		Projects: evidence.ProjectCountPart{Fetched: true, Count: 3, ResponseSHA256: hash},
+		Total:    evidence.TicketCountPart{Fetched: true, JQL: "project is not EMPTY", Count: 10, ResponseSHA256: hash},
+		Open:     evidence.TicketCountPart{Fetched: true, JQL: `statusCategory != "Done"`, Count: 4, ResponseSHA256: hash},
+		Resolved: evidence.ResolvedSamplePart{Fetched: true, JQL: connections.DefaultResolvedJQL, WindowFrom: now.Add(-30 * 24 * time.Hour),
+			WindowTo: now, SampleSize: 25, ResponseSHA256: hash, Tickets: []evidence.Ticket{{
+				Key: "SEC-1", Summary: "Fix", Resolution: "Done", Resolved: now.Add(-time.Hour), Link: "https://acme.atlassian.net/browse/SEC-1",
+			}}},
+	}
+}
+
+func typeOutcomes(r evidence.Report) map[evidence.Type]evidence.Outcome {
+	m := map[evidence.Type]evidence.Outcome{}
+	for _, t := range r.Types {
+		m[t.Type] = t.Outcome
+	}
+	return m
+}
+
+func TestBuildItemsFailsOnlyTheInvalidPart(t *testing.T) {
+	items, report, err := buildItems(validSync())
+	if err != nil || report.Outcome != evidence.OutcomeComplete || len(items) != 4 {
+		t.Fatalf("valid input: %d items, %+v, %v", len(items), report, err)
+	}
+
+	// Open above total (an inconsistent approximate count) costs the ticket volume only.
+	in := validSync()
+	in.Open.Count = 11
+	items, report, err = buildItems(in)
+	if err != nil || report.Outcome != evidence.OutcomePartial || len(items) != 3 {
+		t.Fatalf("open > total: %d items, %+v, %v", len(items), report, err)
+	}
+	if o := typeOutcomes(report); o[evidence.TypeTicketVolume] != evidence.OutcomeNoData || o[evidence.TypeProjectInventory] != evidence.OutcomeComplete ||
+		o[evidence.TypeResolvedSecurityTicket] != evidence.OutcomeComplete {
+		t.Fatalf("report %+v", report)
+	}
+
+	// A ticket without a resolution and with a future date costs the sample only, with a reason.
+	in = validSync()
+	in.Resolved.Tickets[0].Resolution = ""
+	in.Resolved.Tickets = append(in.Resolved.Tickets, evidence.Ticket{Key: "SEC-2", Summary: "x", Resolution: "Done",
+		Resolved: in.CollectedAt.Add(time.Hour), Link: "https://acme.atlassian.net/browse/SEC-2"})
+	items, report, err = buildItems(in)
+	if err != nil || report.Outcome != evidence.OutcomePartial || len(items) != 2 {
+		t.Fatalf("bad ticket: %d items, %+v, %v", len(items), report, err)
+	}
+	for _, tr := range report.Types {
+		if tr.Type == evidence.TypeSecurityTicketSample && (tr.Outcome != evidence.OutcomeNoData || !containsAll(tr.Reason, "invalid data from Jira", "resolution", "future")) {
+			t.Fatalf("sample report %+v", tr)
+		}
+	}
+
+	// Everything invalid: no items, and the caller fails the attempt.
+	in = validSync()
+	in.Projects.Count = -1
+	in.Total.Count = -1
+	in.Resolved.Tickets[0].Key = "not a key"
+	items, report, err = buildItems(in)
+	if err != nil || len(items) != 0 || report.Outcome != evidence.OutcomeNoData {
+		t.Fatalf("all invalid: %d items, %+v, %v", len(items), report, err)
+	}
+
+	// A problem outside the four parts is ours (configuration), not Jira's.
+	in = validSync()
+	in.SiteURL = "ftp://acme"
+	if _, _, err := buildItems(in); !errors.Is(err, errBadConfig) || classify(err).errType != ErrTypeConfig {
+		t.Fatalf("bad site URL: %v", err)
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+func TestDigest(t *testing.T) {
+	a := digest("search.count", connections.KindCloudToken, map[string]any{"jql": "x", "count": 3})
+	b := digest("search.count", connections.KindCloudToken, map[string]any{"count": 3, "jql": "x"})
+	c := digest("search.count", connections.KindCloudToken, map[string]any{"jql": "x", "count": 4})
+	d := digest("search.count", connections.KindDataCenterPAT, map[string]any{"jql": "x", "count": 3})
+	if a != b || a == c || a == d || len(a) != 64 {
+		t.Fatalf("digests %s %s %s %s", a, b, c, d)
+	}
+}
+
+func TestRecommendedOptions(t *testing.T) {
+	for name, o := range map[string]struct {
+		start, heartbeat time.Duration
+		nonRetryable     []string
+	}{
+		"sync":   {SyncOptions().StartToCloseTimeout, SyncOptions().HeartbeatTimeout, SyncOptions().RetryPolicy.NonRetryableErrorTypes},
+		"test":   {TestOptions().StartToCloseTimeout, TestOptions().HeartbeatTimeout, TestOptions().RetryPolicy.NonRetryableErrorTypes},
+		"revoke": {RevokeOptions().StartToCloseTimeout, RevokeOptions().HeartbeatTimeout, RevokeOptions().RetryPolicy.NonRetryableErrorTypes},
+	} {
+		if o.heartbeat <= DefaultJiraCallTimeout || o.heartbeat >= o.start {
+			t.Errorf("%s: heartbeat timeout %s must exceed one Jira call (%s) and be below StartToClose %s", name, o.heartbeat, DefaultJiraCallTimeout, o.start)
+		}
+		if !slices.Contains(o.nonRetryable, ErrTypeInvalidInput) {
+			t.Errorf("%s: invalid input is retried", name)
+		}
+	}
+	for _, typ := range []string{ErrTypeConfig, ErrTypeReauthRequired, ErrTypeRevoked} {
+		if !slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, typ) || !slices.Contains(StateOptions().RetryPolicy.NonRetryableErrorTypes, typ) {
+			t.Errorf("%s is retried", typ)
+		}
+	}
+	if slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, ErrTypeRateLimited) ||
+		slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, ErrTypeTransient) {
+		t.Error("rate limits and transient failures must be retried")
+	}
+	// Four calls at the per-call bound must fit in a sync attempt.
+	if 4*DefaultJiraCallTimeout >= SyncOptions().StartToCloseTimeout {
+		t.Error("sync StartToClose cannot fit four Jira calls")
+	}
+}

@@ -1,0 +1,98 @@
+package activities
+
+import (
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// Recommended activity options. The workflow owns the choice; these encode what the activities
+// need to behave as documented (heartbeats, per-call timeouts, typed non-retryable errors).
+
+// nonRetryable are the error types no retry can fix. They are also raised as non-retryable
+// ApplicationErrors; listing them keeps the policy correct even for an error wrapped elsewhere.
+var nonRetryable = []string{ErrTypeConfig, ErrTypeReauthRequired, ErrTypeRevoked, ErrTypeInvalidInput}
+
+// SyncOptions are for SyncEvidence. A sync is four Jira calls of at most DefaultJiraCallTimeout
+// each plus one transaction, so three minutes is generous; the heartbeat timeout exceeds one call's
+// bound, so a live sync never misses it while a dead worker is noticed within a minute. Retries
+// back off from 10s to 10m over six attempts (about 20 minutes), well inside a daily cadence; a
+// rate-limited attempt waits for Jira's Retry-After instead (NextRetryDelay). When the retries are
+// exhausted the workflow calls RecordSyncFailure.
+func SyncOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 3 * time.Minute,
+		HeartbeatTimeout:    DefaultJiraCallTimeout + 15*time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        10 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Minute,
+			MaximumAttempts:        6,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}
+
+// TestOptions are for TestConnection, which answers an API caller who is waiting: a short budget
+// and at most two attempts (failing checks are results, so only infrastructure errors retry).
+func TestOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 2*time.Minute + 30*time.Second,
+		HeartbeatTimeout:    DefaultJiraCallTimeout + 15*time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        2 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumAttempts:        2,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}
+
+// StateOptions are for the Postgres-only bookkeeping activities: LoadConnection,
+// RecordSyncFailure, SetConnectionState, OpenAlert and ResolveAlert. They are idempotent and must
+// eventually happen (a lost stale flag or alert is a wrong coverage figure), so they retry without
+// an attempt limit, backing off to one minute, until the workflow stops waiting.
+func StateOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}
+
+// RevokeOptions are for RevokeCleanup, which must happen however long Postgres is away (run it on
+// a disconnected context after cancellation). It includes one best-effort Jira call, bounded by
+// DefaultJiraCallTimeout.
+func RevokeOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    DefaultJiraCallTimeout + 15*time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: []string{ErrTypeInvalidInput, ErrTypeConfig},
+		},
+	}
+}
+
+// RetentionOptions are for RetentionPurge, a batch job over every organization that heartbeats
+// per organization and per batch and resumes where it stopped when retried.
+func RetentionOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        10 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        10 * time.Minute,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},
+		},
+	}
+}

@@ -1,0 +1,101 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/jiraconnect/jiraconnect/audit"
+	"github.com/jiraconnect/jiraconnect/db/dbq"
+)
+
+// retentionBatch bounds one delete transaction, so that a large purge neither holds locks for
+// long nor builds one huge transaction, and a cancelled purge keeps the batches it finished.
+const retentionBatch = 1000
+
+// RetentionPurge deletes, in every organization, evidence that is older than the retention window
+// and that nothing needs any more: created before now-OlderThan, not observed since then, and not
+// attached to any assessment (see the PurgeEvidenceBatch query for why these are the rules).
+//
+// Evidence attached to an approved assessment is also protected by a database trigger; the query
+// never selects it, so the purge does not depend on the trigger firing (which would abort the
+// batch). Each batch is deleted in its own transaction together with an evidence.retention_purge
+// audit row naming the count, so every deletion is audited even if the pass is interrupted, and a
+// retry simply continues. Organizations with nothing to purge get no audit row.
+func (a *Activities) RetentionPurge(ctx context.Context, in RetentionInput) (RetentionResult, error) {
+	if in.OlderThan < MinRetention {
+		return RetentionResult{}, activityError(ctx, invalidInput(fmt.Sprintf("retention window %s is shorter than the minimum %s", in.OlderThan, MinRetention)))
+	}
+	now := a.now().UTC()
+	res := RetentionResult{Cutoff: now.Add(-in.OlderThan)}
+	orgs, err := a.db.System().ListOrganizationIDs(ctx)
+	if err != nil {
+		return RetentionResult{}, activityError(ctx, fmt.Errorf("retention: list organizations: %w", err))
+	}
+	res.Orgs = len(orgs)
+	for _, org := range orgs {
+		heartbeat(ctx, "retention "+org.String())
+		if err := ctx.Err(); err != nil {
+			return RetentionResult{}, err
+		}
+		n, err := a.purgeOrg(ctx, org, res.Cutoff)
+		res.Purged += n
+		if n > 0 {
+			res.OrgsPurged++
+		}
+		if err != nil {
+			return RetentionResult{}, activityError(ctx, fmt.Errorf("retention in organization %s: %w", org, err))
+		}
+	}
+	res.CompletedAt = a.now().UTC()
+	a.log.Info("retention pass finished", slog.Time("cutoff", res.Cutoff), slog.Int("orgs", res.Orgs),
+		slog.Int("orgs_purged", res.OrgsPurged), slog.Int64("purged", res.Purged))
+	return res, nil
+}
+
+// purgeOrg deletes one organization's expired evidence in batches and returns how many rows went.
+func (a *Activities) purgeOrg(ctx context.Context, orgID uuid.UUID, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int
+		err := a.db.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+			rows, err := q.PurgeEvidenceBatch(ctx, dbq.PurgeEvidenceBatchParams{Cutoff: cutoff, BatchSize: retentionBatch})
+			if err != nil {
+				return fmt.Errorf("delete expired evidence: %w", err)
+			}
+			n = len(rows)
+			if n == 0 {
+				return nil
+			}
+			byType := map[string]int{}
+			conns := map[uuid.UUID]bool{}
+			for _, r := range rows {
+				byType[r.Type]++
+				conns[r.ConnectionID] = true
+			}
+			_, err = audit.Record(ctx, q, audit.Entry{
+				OrgID: orgID, Actor: audit.Actor{Type: audit.ActorSystem, ID: "retention"}, Action: "evidence.retention_purge",
+				TargetType: "organization", TargetID: orgID.String(),
+				Metadata: map[string]any{"purged": n, "by_type": byType, "connections": len(conns), "cutoff": cutoff.Format(time.RFC3339)},
+			})
+			return err
+		})
+		total += int64(n)
+		if err != nil {
+			return total, err
+		}
+		if n > 0 {
+			a.log.Info("expired evidence purged", slog.String("org_id", orgID.String()), slog.Int("purged", n))
+		}
+		if n < retentionBatch {
+			return total, nil
+		}
+		heartbeat(ctx, "retention "+orgID.String())
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}

@@ -1,0 +1,502 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+
+	"github.com/jiraconnect/jiraconnect/audit"
+	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/jira"
+	"github.com/jiraconnect/jiraconnect/workflows"
+)
+
+// oauthStateTTL bounds how long a user may take to consent at Atlassian.
+const oauthStateTTL = 10 * time.Minute
+
+// connectionView is a connection as the API shows it: never a secret.
+type connectionView struct {
+	ID            uuid.UUID          `json:"id"`
+	Kind          connections.Kind   `json:"kind"`
+	SiteURL       string             `json:"site_url"`
+	CloudID       string             `json:"cloud_id,omitempty"`
+	Status        connections.Status `json:"status"`
+	Scopes        []string           `json:"scopes"`
+	Config        connections.Config `json:"config"`
+	Stale         bool               `json:"stale"`
+	LastSyncAt    *time.Time         `json:"last_sync_at"`
+	LastSuccessAt *time.Time         `json:"last_success_at"`
+	NextSyncAt    *time.Time         `json:"next_sync_at"`
+	LastError     string             `json:"last_error,omitempty"`
+	LastErrorKind string             `json:"last_error_kind,omitempty"`
+	WorkflowID    string             `json:"workflow_id"`
+	CreatedAt     time.Time          `json:"created_at"`
+	RevokedAt     *time.Time         `json:"revoked_at,omitempty"`
+	// AuthorizeURL is set when the user must (re-)consent at Atlassian.
+	AuthorizeURL string `json:"authorize_url,omitempty"`
+	// Webhook describes where Jira delivers issue changes. Its secrets appear only in the
+	// response that created them.
+	Webhook *webhookView `json:"webhook,omitempty"`
+}
+
+// webhookView tells an admin how to register the Jira webhook. URL embeds the URL secret and,
+// like SigningSecret, is shown once (on creation and on rotation).
+type webhookView struct {
+	URL           string   `json:"url,omitempty"`
+	SigningSecret string   `json:"signing_secret,omitempty"`
+	Signed        bool     `json:"signed"`
+	Events        []string `json:"events"`
+}
+
+func viewOf(c connections.Connection) connectionView {
+	scopes := c.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return connectionView{
+		ID: c.ID, Kind: c.Kind, SiteURL: c.SiteURL, CloudID: c.CloudID, Status: c.Status, Scopes: scopes,
+		Config: c.Config, Stale: c.Stale, LastSyncAt: utc(c.LastSyncAt), LastSuccessAt: utc(c.LastSuccessAt),
+		NextSyncAt: utc(c.NextSyncAt), LastError: c.LastError, LastErrorKind: c.LastErrorKind,
+		WorkflowID: c.WorkflowID, CreatedAt: c.CreatedAt.UTC(), RevokedAt: utc(c.DeletedAt),
+	}
+}
+
+func utc(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+type createConnectionRequest struct {
+	Kind     string                   `json:"kind"`
+	SiteURL  string                   `json:"site_url"`
+	Email    string                   `json:"email"`
+	APIToken string                   `json:"api_token"`
+	PAT      string                   `json:"pat"`
+	Config   *connections.ConfigPatch `json:"config"`
+}
+
+// credentialsFrom validates the secret-bearing fields for token and PAT connections.
+func credentialsFrom(kind connections.Kind, email, apiToken, pat string) (connections.Credentials, error) {
+	switch kind {
+	case connections.KindCloudToken:
+		email = strings.TrimSpace(email)
+		if email == "" || !strings.Contains(email, "@") || len(email) > 320 {
+			return connections.Credentials{}, errInvalidField("email", "must be the Atlassian account email")
+		}
+		if strings.TrimSpace(apiToken) == "" || len(apiToken) > 4096 {
+			return connections.Credentials{}, errInvalidField("api_token", "must be a non-empty Atlassian API token")
+		}
+		if pat != "" {
+			return connections.Credentials{}, errInvalidField("pat", "is only for datacenter_pat connections")
+		}
+		return connections.Credentials{Kind: kind, Email: email, APIToken: jira.NewSecret(strings.TrimSpace(apiToken))}, nil
+	case connections.KindDataCenterPAT:
+		if strings.TrimSpace(pat) == "" || len(pat) > 4096 {
+			return connections.Credentials{}, errInvalidField("pat", "must be a non-empty personal access token")
+		}
+		if email != "" || apiToken != "" {
+			return connections.Credentials{}, errInvalidField("api_token", "email and api_token are only for cloud_token connections")
+		}
+		return connections.Credentials{Kind: kind, PAT: jira.NewSecret(strings.TrimSpace(pat))}, nil
+	}
+	if email != "" || apiToken != "" || pat != "" {
+		return connections.Credentials{}, errInvalidField("api_token", "cloud_oauth connections take no credentials; consent at the returned authorize_url")
+	}
+	return connections.Credentials{Kind: kind}, nil
+}
+
+// verifyCredentials calls who-am-I with credentials that are not stored yet: a connection is
+// only created (or re-authorized) with credentials Jira accepts.
+func (s *Server) verifyCredentials(ctx context.Context, siteURL string, creds connections.Credentials) error {
+	auth := jira.APIToken(creds.Email, creds.APIToken)
+	if creds.Kind == connections.KindDataCenterPAT {
+		auth = jira.PAT(creds.PAT)
+	}
+	client, err := jira.New(jira.Config{Flavor: connections.Flavor(creds.Kind), BaseURL: siteURL, Auth: auth,
+		HTTPClient: s.deps.Connections.HTTPClient, Logger: s.log})
+	if err != nil {
+		return errInvalidField("site_url", "%v", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if _, err := client.Myself(ctx); err != nil {
+		return jiraVerifyError(creds.Kind, err)
+	}
+	return nil
+}
+
+func jiraVerifyError(kind connections.Kind, err error) error {
+	field := "api_token"
+	if kind == connections.KindDataCenterPAT {
+		field = "pat"
+	}
+	switch jira.KindOf(err) {
+	case jira.KindUnauthorized, jira.KindReauthRequired, jira.KindForbidden:
+		return &Error{Status: http.StatusBadRequest, Code: "credentials_rejected", Field: field,
+			Message: field + ": Jira rejected these credentials (who-am-I answered " + fmt.Sprint(statusOf(err)) + ")"}
+	case jira.KindNotFound, jira.KindGone:
+		return &Error{Status: http.StatusBadRequest, Code: "not_jira", Field: "site_url",
+			Message: "site_url: no Jira REST API answered at this URL"}
+	}
+	return &Error{Status: http.StatusBadGateway, Code: "jira_unreachable", Message: "could not verify the credentials with Jira: " + err.Error()}
+}
+
+func statusOf(err error) int {
+	var je *jira.Error
+	if errors.As(err, &je) {
+		return je.Status
+	}
+	return 0
+}
+
+func (s *Server) createConnection(c echo.Context) error {
+	var req createConnectionRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	kind, err := connections.ParseKind(req.Kind)
+	if err != nil {
+		return errInvalidField("kind", "%v", err)
+	}
+	site, err := connections.NormalizeSiteURL(req.SiteURL)
+	if err != nil {
+		return errInvalidField("site_url", "%v", err)
+	}
+	creds, err := credentialsFrom(kind, req.Email, req.APIToken, req.PAT)
+	if err != nil {
+		return err
+	}
+	cfg := connections.DefaultConfig()
+	if req.Config != nil {
+		cfg = req.Config.Apply(cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return configFieldError(err)
+	}
+	if kind == connections.KindCloudOAuth && s.deps.OAuth == nil {
+		return &Error{Status: http.StatusBadRequest, Code: "oauth_not_configured", Field: "kind",
+			Message: "kind: cloud_oauth needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET on the server"}
+	}
+	ctx := c.Request().Context()
+	if kind != connections.KindCloudOAuth {
+		if err := s.verifyCredentials(ctx, site, creds); err != nil {
+			return err
+		}
+	}
+
+	p := principal(c)
+	connID := uuid.New()
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	status := connections.StatusActive
+	var sealed []byte
+	var state string
+	if kind == connections.KindCloudOAuth {
+		status = connections.StatusPendingAuth
+	} else if sealed, err = connections.SealCredentials(ctx, s.deps.Sealer, p.OrgID, connID, creds); err != nil {
+		return err
+	}
+	// Token and PAT connections get an admin webhook with an HMAC signing secret; OAuth
+	// connections register dynamic webhooks, which Jira does not HMAC-sign.
+	hook, err := connections.NewWebhookSecrets(kind != connections.KindCloudOAuth)
+	if err != nil {
+		return err
+	}
+	sealedSigning, err := s.deps.Connections.SealSigningSecret(ctx, p.OrgID, connID, hook.SigningSecret)
+	if err != nil {
+		return err
+	}
+	var conn connections.Connection
+	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		row, err := q.CreateConnection(ctx, dbq.CreateConnectionParams{
+			ID: connID, OrgID: p.OrgID, Kind: string(kind), SiteUrl: site, Status: string(status),
+			Config: cfgJSON, Scopes: []string{}, SealedCredentials: sealed, WorkflowID: workflows.WorkflowID(connID),
+			WebhookSecretHash: connections.HashURLSecret(hook.URLSecret),
+		})
+		if err != nil {
+			return err
+		}
+		if _, err := q.SetWebhookSecrets(ctx, dbq.SetWebhookSecretsParams{ID: connID,
+			SecretHash: connections.HashURLSecret(hook.URLSecret), SigningSecret: sealedSigning}); err != nil {
+			return err
+		}
+		if conn, err = connections.FromRow(row); err != nil {
+			return err
+		}
+		if kind == connections.KindCloudOAuth {
+			if state, err = createOAuthState(ctx, q, p.OrgID, connID); err != nil {
+				return err
+			}
+		}
+		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.create",
+			TargetType: "connection", TargetID: connID.String(), SourceIP: s.clientAddr(c),
+			Metadata: map[string]any{"kind": string(kind), "site_url": site}})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create connection: %w", err)
+	}
+	view := viewOf(conn)
+	view.Webhook = s.webhookView(conn.ID, hook)
+	if kind == connections.KindCloudOAuth {
+		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, jira.Scopes(jira.Features{})); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, view)
+	}
+	if err := s.startWorkflow(ctx, p.OrgID, connID); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, view)
+}
+
+// webhookView renders the webhook registration details for freshly generated secrets.
+func (s *Server) webhookView(connID uuid.UUID, hook connections.WebhookSecrets) *webhookView {
+	return &webhookView{
+		URL:           s.deps.PublicURL + "/webhooks/jira/" + connID.String() + "/" + hook.URLSecret,
+		SigningSecret: hook.SigningSecret,
+		Signed:        hook.SigningSecret != "",
+		Events:        []string{"jira:issue_created", "jira:issue_updated"},
+	}
+}
+
+// rotateWebhookSecret replaces the webhook URL secret (and signing secret, for admin webhooks) and
+// shows the new ones once. Deliveries to the old URL get 401 from then on.
+func (s *Server) rotateWebhookSecret(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	if conn.Status == connections.StatusRevoked {
+		return requireStatus(conn, connections.StatusActive)
+	}
+	hook, err := connections.NewWebhookSecrets(conn.Kind != connections.KindCloudOAuth)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	sealedSigning, err := s.deps.Connections.SealSigningSecret(ctx, p.OrgID, conn.ID, hook.SigningSecret)
+	if err != nil {
+		return err
+	}
+	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		if _, err := q.SetWebhookSecrets(ctx, dbq.SetWebhookSecretsParams{ID: conn.ID,
+			SecretHash: connections.HashURLSecret(hook.URLSecret), SigningSecret: sealedSigning}); err != nil {
+			return err
+		}
+		_, err := audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.webhook_secret_rotate",
+			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c)})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	view := viewOf(conn)
+	view.Webhook = s.webhookView(conn.ID, hook)
+	return c.JSON(http.StatusOK, view)
+}
+
+// configFieldError turns a connections.FieldError into an API error naming config.<field>.
+func configFieldError(err error) error {
+	var fe *connections.FieldError
+	if errors.As(err, &fe) {
+		return errInvalidField("config."+fe.Field, "%s", fe.Message)
+	}
+	return errBadRequest("invalid_config", "config", err.Error())
+}
+
+// createOAuthState stores the hash of a fresh single-use state bound to org and connection.
+func createOAuthState(ctx context.Context, q *dbq.Queries, orgID, connID uuid.UUID) (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate oauth state: %w", err)
+	}
+	state := base64.RawURLEncoding.EncodeToString(b[:])
+	err := q.CreateOAuthState(ctx, dbq.CreateOAuthStateParams{
+		StateHash: hashState(state), OrgID: orgID, ConnectionID: connID, ExpiresAt: time.Now().Add(oauthStateTTL),
+	})
+	if err != nil {
+		return "", fmt.Errorf("store oauth state: %w", err)
+	}
+	return state, nil
+}
+
+func hashState(state string) []byte {
+	h := sha256.Sum256([]byte(state))
+	return h[:]
+}
+
+// loadConnection returns the caller's connection or 404 (also for other orgs' connections).
+func (s *Server) loadConnection(c echo.Context) (connections.Connection, error) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return connections.Connection{}, errNotFound("connection")
+	}
+	conn, err := s.deps.Connections.Get(c.Request().Context(), principal(c).OrgID, id)
+	if errors.Is(err, connections.ErrNotFound) {
+		return connections.Connection{}, errNotFound("connection")
+	}
+	return conn, err
+}
+
+func (s *Server) getConnection(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+func (s *Server) listConnections(c echo.Context) error {
+	limit, err := queryInt(c, "limit", 100, 1, 500)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	out := []connectionView{}
+	err = s.deps.DB.InOrg(ctx, principal(c).OrgID, func(q *dbq.Queries) error {
+		rows, err := q.ListConnections(ctx, int32(limit))
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			conn, err := connections.FromRow(r)
+			if err != nil {
+				return err
+			}
+			out = append(out, viewOf(conn))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"connections": out})
+}
+
+func (s *Server) patchConnection(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	var patch connections.ConfigPatch
+	if err := s.decodeJSON(c, &patch); err != nil {
+		return err
+	}
+	if conn.Status == connections.StatusRevoked {
+		return &Error{Status: http.StatusConflict, Code: "connection_revoked", Message: "the connection is revoked"}
+	}
+	cfg := patch.Apply(conn.Config)
+	if err := cfg.Validate(); err != nil {
+		var fe *connections.FieldError
+		if errors.As(err, &fe) {
+			return errInvalidField(fe.Field, "%s", fe.Message)
+		}
+		return err
+	}
+	cfgJSON, err := json.Marshal(cfg)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		row, err := q.UpdateConnectionConfig(ctx, dbq.UpdateConnectionConfigParams{ID: conn.ID, Config: cfgJSON})
+		if err != nil {
+			return err
+		}
+		if conn, err = connections.FromRow(row); err != nil {
+			return err
+		}
+		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.configure",
+			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c),
+			Metadata: map[string]any{"sync_cadence": cfg.SyncCadence.D().String(), "stale_threshold": cfg.StaleThreshold.D().String(), "sample_size": cfg.SampleSize}})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if conn.Status != connections.StatusPendingAuth {
+		if err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalConfigChanged, nil); err != nil {
+			// The stored configuration is authoritative: the workflow reloads it on its next
+			// start or continue-as-new even if this signal is lost.
+			s.log.WarnContext(ctx, "config-changed signal not delivered", "connection_id", conn.ID, "err", err)
+		}
+	}
+	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+func (s *Server) listRuns(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	limit, err := queryInt(c, "limit", defaultPageSize, 1, maxPageSize)
+	if err != nil {
+		return err
+	}
+	before, err := queryTime(c, "before")
+	if err != nil {
+		return err
+	}
+	type runView struct {
+		ID         uuid.UUID  `json:"id"`
+		Kind       string     `json:"kind"`
+		Outcome    string     `json:"outcome"`
+		StartedAt  time.Time  `json:"started_at"`
+		FinishedAt *time.Time `json:"finished_at"`
+		Error      *string    `json:"error,omitempty"`
+		ErrorKind  *string    `json:"error_kind,omitempty"`
+		JiraCalls  int32      `json:"jira_calls"`
+		WorkflowID string     `json:"workflow_id"`
+		RunID      string     `json:"run_id"`
+	}
+	ctx := c.Request().Context()
+	out := []runView{}
+	err = s.deps.DB.InOrg(ctx, principal(c).OrgID, func(q *dbq.Queries) error {
+		rows, err := q.ListConnectorRuns(ctx, dbq.ListConnectorRunsParams{ConnectionID: conn.ID, Before: before, PageSize: int32(limit)})
+		for _, r := range rows {
+			out = append(out, runView{ID: r.ID, Kind: r.Kind, Outcome: r.Outcome, StartedAt: r.StartedAt.UTC(), FinishedAt: utc(r.FinishedAt),
+				Error: r.Error, ErrorKind: r.ErrorKind, JiraCalls: r.JiraCalls, WorkflowID: r.WorkflowID, RunID: r.RunID})
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	resp := map[string]any{"runs": out}
+	if len(out) == limit {
+		resp["next_before"] = out[len(out)-1].StartedAt
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// queryTime parses an optional RFC 3339 timestamp query parameter.
+func queryTime(c echo.Context, name string) (*time.Time, error) {
+	raw := c.QueryParam(name)
+	if raw == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, raw)
+	if err != nil {
+		return nil, errInvalidField(name, "must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z")
+	}
+	return &t, nil
+}

@@ -1,0 +1,324 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/labstack/echo/v4"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/audit"
+	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/jira"
+	"github.com/jiraconnect/jiraconnect/workflows"
+)
+
+// updateTimeout bounds how long an API call waits for the workflow to answer an update.
+const updateTimeout = 60 * time.Second
+
+// startWorkflow starts the connection's workflow. The id is derived from the connection, and a
+// closed workflow's id is never reused, so a duplicate start is harmless and a revoked
+// connection cannot come back to life.
+func (s *Server) startWorkflow(ctx context.Context, orgID, connID uuid.UUID) error {
+	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                    workflows.WorkflowID(connID),
+		TaskQueue:             s.deps.TaskQueue,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrOrgID.ValueSet(orgID.String()),
+			workflows.AttrConnectionStatus.ValueSet(string(connections.StatusActive)),
+			workflows.AttrStale.ValueSet(false),
+			workflows.AttrNeedsReauth.ValueSet(false),
+		),
+	}, workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: orgID, ConnectionID: connID})
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if err != nil && !errors.As(err, &started) {
+		return &Error{Status: http.StatusServiceUnavailable, Code: "workflow_unavailable",
+			Message: "the connection was saved but its workflow could not be started; retry with POST /v1/connections/{id}/sync"}
+	}
+	return nil
+}
+
+// update sends a workflow update and waits for its result. A validator rejection becomes 409
+// with the workflow's reason; a missing workflow becomes errNoWorkflow.
+func (s *Server) update(ctx context.Context, conn connections.Connection, name string, result any, args ...any) error {
+	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
+	defer cancel()
+	h, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: conn.WorkflowID, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, result)
+	}
+	if err == nil {
+		return nil
+	}
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return errNoWorkflow
+	}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return &Error{Status: http.StatusConflict, Code: "rejected", Message: appErr.Message()}
+	}
+	return fmt.Errorf("workflow update %s on %s: %w", name, conn.WorkflowID, err)
+}
+
+var errNoWorkflow = errors.New("connection workflow is not running")
+
+func (s *Server) syncNow(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	if err := requireStatus(conn, connections.StatusActive); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	var seq int64
+	err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
+	if errors.Is(err, errNoWorkflow) {
+		// The workflow was never started (e.g. Temporal was down at creation): start it now;
+		// its first action is a sync.
+		if err := s.startWorkflow(ctx, conn.OrgID, conn.ID); err != nil {
+			return err
+		}
+		err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.auditConnection(ctx, c, conn, "connection.sync_requested", map[string]any{"seq": seq}); err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"connection_id": conn.ID, "sync_seq": seq})
+}
+
+func (s *Server) testConnection(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	if err := requireStatus(conn, connections.StatusActive, connections.StatusNeedsReauth); err != nil {
+		return err
+	}
+	var res activities.TestResult
+	if err := s.update(c.Request().Context(), conn, workflows.UpdateTest, &res); err != nil {
+		if errors.Is(err, errNoWorkflow) {
+			return &Error{Status: http.StatusConflict, Code: "workflow_not_running", Message: "the connection's workflow is not running"}
+		}
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+// requireStatus answers 409 unless the connection is in one of the given states.
+func requireStatus(conn connections.Connection, allowed ...connections.Status) error {
+	for _, st := range allowed {
+		if conn.Status == st {
+			return nil
+		}
+	}
+	return &Error{Status: http.StatusConflict, Code: "connection_" + string(conn.Status),
+		Message: fmt.Sprintf("not possible while the connection is %s", conn.Status)}
+}
+
+type reauthRequest struct {
+	Email    string `json:"email"`
+	APIToken string `json:"api_token"`
+	PAT      string `json:"pat"`
+}
+
+// reauth starts re-authorization: a new consent URL for OAuth, or new verified credentials for
+// token and PAT connections (applied at once).
+func (s *Server) reauth(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	if err := requireStatus(conn, connections.StatusActive, connections.StatusNeedsReauth, connections.StatusPendingAuth); err != nil {
+		return err
+	}
+	var req reauthRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	if conn.Kind == connections.KindCloudOAuth {
+		if req != (reauthRequest{}) {
+			return errInvalidField("api_token", "cloud_oauth connections re-authorize by consenting at the returned authorize_url")
+		}
+		if s.deps.OAuth == nil {
+			return &Error{Status: http.StatusBadRequest, Code: "oauth_not_configured", Message: "OAuth is not configured on the server"}
+		}
+		var state string
+		err := s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+			var err error
+			if state, err = createOAuthState(ctx, q, p.OrgID, conn.ID); err != nil {
+				return err
+			}
+			_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.reauth_requested",
+				TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c)})
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		view := viewOf(conn)
+		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, jira.Scopes(jira.Features{})); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, view)
+	}
+	creds, err := credentialsFrom(conn.Kind, req.Email, req.APIToken, req.PAT)
+	if err != nil {
+		return err
+	}
+	if err := s.verifyCredentials(ctx, conn.SiteURL, creds); err != nil {
+		return err
+	}
+	conn, err = s.activate(ctx, p.OrgID, conn, creds, "", actor(c), s.clientAddr(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// activate stores verified credentials, makes the connection active and tells (or starts) its
+// workflow. Shared by token re-auth and the OAuth callback.
+func (s *Server) activate(ctx context.Context, orgID uuid.UUID, conn connections.Connection, creds connections.Credentials,
+	cloudID string, who audit.Actor, ip netip.Addr) (connections.Connection, error) {
+	sealed, err := connections.SealCredentials(ctx, s.deps.Sealer, orgID, conn.ID, creds)
+	if err != nil {
+		return conn, err
+	}
+	wasPending := conn.Status == connections.StatusPendingAuth
+	var cloud *string
+	if cloudID != "" {
+		cloud = &cloudID
+	}
+	scopes := creds.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	err = s.deps.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+		row, err := q.ActivateConnection(ctx, dbq.ActivateConnectionParams{ID: conn.ID, SealedCredentials: sealed, CloudID: cloud, Scopes: scopes})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errNotFound("connection")
+		}
+		if err != nil {
+			return err
+		}
+		if conn, err = connections.FromRow(row); err != nil {
+			return err
+		}
+		action := "connection.reauthorize"
+		if wasPending {
+			action = "connection.connect"
+		}
+		_, err = audit.Record(ctx, q, audit.Entry{OrgID: orgID, Actor: who, Action: action, TargetType: "connection",
+			TargetID: conn.ID.String(), SourceIP: ip, Metadata: map[string]any{"kind": string(conn.Kind), "scopes": scopes}})
+		return err
+	})
+	if err != nil {
+		return conn, err
+	}
+	s.deps.Connections.Forget(conn.ID)
+	if wasPending {
+		return conn, s.startWorkflow(ctx, orgID, conn.ID)
+	}
+	var ignored any
+	err = s.update(ctx, conn, workflows.UpdateReauthorized, &ignored)
+	if errors.Is(err, errNoWorkflow) {
+		err = s.startWorkflow(ctx, orgID, conn.ID)
+	}
+	return conn, err
+}
+
+func (s *Server) revokeConnection(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	if conn.Status != connections.StatusRevoked {
+		var ignored any
+		err = s.update(ctx, conn, workflows.UpdateRevoke, &ignored, workflows.RevokeRequest{ActorType: "api_key", ActorID: principal(c).KeyID.String()})
+		if errors.Is(err, errNoWorkflow) || conn.Status == connections.StatusPendingAuth {
+			// No workflow to do it (never started, or already gone): clean up here, with the
+			// same code the workflow would run.
+			err = s.deps.Revoker.RevokeCleanup(ctx, activities.RevokeInput{
+				ConnectionRef: activities.ConnectionRef{OrgID: conn.OrgID, ConnectionID: conn.ID},
+				ActorType:     "api_key", ActorID: principal(c).KeyID.String(),
+			})
+		}
+		if err != nil {
+			return err
+		}
+	}
+	conn, err = s.deps.Connections.Get(ctx, conn.OrgID, conn.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+func (s *Server) auditConnection(ctx context.Context, c echo.Context, conn connections.Connection, action string, meta map[string]any) error {
+	return s.deps.DB.InOrg(ctx, conn.OrgID, func(q *dbq.Queries) error {
+		_, err := audit.Record(ctx, q, audit.Entry{OrgID: conn.OrgID, Actor: actor(c), Action: action,
+			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c), Metadata: meta})
+		return err
+	})
+}
+
+// clientAddr is the caller's address for audit rows: the direct peer, or — when the peer is a
+// trusted proxy — the right-most X-Forwarded-For hop that is not itself a trusted proxy.
+func (s *Server) clientAddr(c echo.Context) netip.Addr {
+	return clientIP(c.Request(), s.deps.TrustedProxies)
+}
+
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	addr := peer.Addr().Unmap()
+	if !inAny(addr, trusted) {
+		return addr
+	}
+	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			return addr // a malformed chain is not believed past this point
+		}
+		a = a.Unmap()
+		if !inAny(a, trusted) {
+			return a
+		}
+		addr = a
+	}
+	return addr
+}
+
+func inAny(a netip.Addr, ps []netip.Prefix) bool {
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,32 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/jiraconnect/jiraconnect/activities"
+)
+
+// Activity options of the connection workflow. The activities package recommends timeouts and
+// retry policies that match what each activity does (heartbeats, per-call Jira timeouts, typed
+// non-retryable errors); the workflow adds only what its own protocol needs.
+
+// syncOptions: bounded retries, so a failing sync ends, is recorded, and the next scheduled sync
+// tries again — the stale threshold, not the retry policy, decides when users are alerted.
+// WaitForCancellation makes a revoke wait until the activity has really stopped, so the cleanup
+// never races a sync still writing evidence.
+func syncOptions() workflow.ActivityOptions {
+	o := activities.SyncOptions()
+	o.WaitForCancellation = true
+	return o
+}
+
+// bookkeepingOptions covers the Postgres-only activities (load, mirror, alerts, failure records):
+// idempotent, retried until they succeed; a revoke or cancellation interrupts them.
+func bookkeepingOptions() workflow.ActivityOptions { return activities.StateOptions() }
+
+// testOptions: the connection test answers a waiting API caller.
+func testOptions() workflow.ActivityOptions { return activities.TestOptions() }
+
+// revokeOptions: the cleanup clears sealed credentials, so it retries until done; it runs in a
+// disconnected context and is not interrupted by the workflow's cancellation.
+func revokeOptions() workflow.ActivityOptions { return activities.RevokeOptions() }

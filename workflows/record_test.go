@@ -1,0 +1,303 @@
+//go:build recordhistory
+
+package workflows
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/temporalproto"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/server/temporaltest"
+
+	"github.com/jiraconnect/jiraconnect/activities"
+)
+
+// TestRecordHistories runs ConnectionWorkflow on a real in-process Temporal server through its
+// whole life and writes the histories to testdata/, where TestReplayRecordedHistories replays
+// them on every test run. Re-record only on purpose (a deliberate, versioned change):
+//
+//	go test -tags recordhistory -run TestRecordHistories ./workflows/
+//
+// The activities are scripted stand-ins registered under the real activity names: the history
+// only holds their inputs and results, which is what a replay checks the workflow against.
+func TestRecordHistories(t *testing.T) {
+	srv := temporaltest.NewServer(temporaltest.WithT(t))
+	c := srv.GetDefaultClient()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_, err := c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: srv.GetDefaultNamespace(),
+		SearchAttributes: map[string]enumspb.IndexedValueType{
+			AttrOrgID.GetName():            enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+			AttrConnectionStatus.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+			AttrStale.GetName():            enumspb.INDEXED_VALUE_TYPE_BOOL,
+			AttrNeedsReauth.GetName():      enumspb.INDEXED_VALUE_TYPE_BOOL,
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("lifecycle", func(t *testing.T) { recordLifecycle(ctx, t, srv, c) })
+	t.Run("continue-as-new-and-cancel", func(t *testing.T) { recordContinueAsNewAndCancel(ctx, t, srv, c) })
+}
+
+// recordLifecycle: first sync, sync-now with no data, test, config change, re-auth failure, stale,
+// re-authorization that hits a configuration error, the configuration fixed, recovery, revoke.
+func recordLifecycle(ctx context.Context, t *testing.T, srv *temporaltest.TestServer, c client.Client) {
+	f := newScripted(4*time.Second, 10*time.Second)
+	f.startWorker(srv, "record-lifecycle")
+	conn := uuid.MustParse("6c1f3f0e-5a0b-4c1e-9a2d-7e3b1c0d2f11")
+	id := WorkflowID(conn)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "record-lifecycle"},
+		ConnectionWorkflow, ConnectionInput{OrgID: testOrg, ConnectionID: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, c, id, "first sync", func(s ConnectionState) bool { return s.Seq == 1 && !s.SyncInProgress && s.LastSuccessAt != nil })
+
+	f.set(func(f *scripted) { f.outcome = OutcomeNoData })
+	var seq int64
+	mustUpdate(ctx, t, c, id, UpdateSyncNow, &seq)
+	waitFor(ctx, t, c, id, "sync-now", func(s ConnectionState) bool { return s.LastOutcome == OutcomeNoData && !s.SyncInProgress })
+	var res activities.TestResult
+	mustUpdate(ctx, t, c, id, UpdateTest, &res)
+
+	f.set(func(f *scripted) { f.snap.SyncCadence, f.outcome = 3*time.Second, OutcomeSuccess })
+	if err := c.SignalWorkflow(ctx, id, "", SignalConfigChanged, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, c, id, "config reload", func(s ConnectionState) bool { return s.SyncCadence == 3*time.Second })
+
+	f.set(func(f *scripted) { f.failure = activities.ErrTypeReauthRequired })
+	waitFor(ctx, t, c, id, "needs_reauth", func(s ConnectionState) bool { return s.Status == StatusNeedsReauth })
+	waitFor(ctx, t, c, id, "stale while waiting", func(s ConnectionState) bool { return s.Stale })
+
+	f.set(func(f *scripted) { f.failure = activities.ErrTypeConfig })
+	mustUpdate(ctx, t, c, id, UpdateReauthorized, nil)
+	waitFor(ctx, t, c, id, "config failure", func(s ConnectionState) bool {
+		return s.LastErrorType == activities.ErrTypeConfig && !s.SyncInProgress
+	})
+	f.set(func(f *scripted) { f.failure = "" })
+	if err := c.SignalWorkflow(ctx, id, "", SignalConfigChanged, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, c, id, "recovery", func(s ConnectionState) bool { return !s.Stale && s.LastErrorType == "" && !s.SyncInProgress })
+
+	mustUpdate(ctx, t, c, id, UpdateRevoke, nil, RevokeRequest{ActorType: "api_key", ActorID: "recorder"})
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("workflow after revoke: %v", err)
+	}
+	writeHistory(ctx, t, c, id, run.GetRunID(), "connection-lifecycle.json")
+}
+
+// recordContinueAsNewAndCancel: two syncs, a sync-now during the second, continue-as-new
+// carrying it; the next run starts it, and the workflow is canceled (revoke by cancellation)
+// while that sync runs.
+func recordContinueAsNewAndCancel(ctx context.Context, t *testing.T, srv *temporaltest.TestServer, c client.Client) {
+	f := newScripted(2*time.Second, time.Minute)
+	f.syncTime = map[int64]time.Duration{2: 1500 * time.Millisecond, 3: time.Minute}
+	f.startWorker(srv, "record-continue")
+	conn := uuid.MustParse("7d2a4b1c-6e3f-4a5b-8c9d-0e1f2a3b4c22")
+	id := WorkflowID(conn)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "record-continue"},
+		ConnectionWorkflow, ConnectionInput{OrgID: testOrg, ConnectionID: conn, MaxSyncsPerRun: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, c, id, "second sync running", func(s ConnectionState) bool { return s.RunningSyncSeq == 2 })
+	var seq int64
+	mustUpdate(ctx, t, c, id, UpdateSyncNow, &seq)
+	if seq != 3 {
+		t.Fatalf("sync-now seq %d", seq)
+	}
+	first := run.GetRunID()
+	for {
+		d, err := c.DescribeWorkflowExecution(ctx, id, first)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no continue-as-new")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(ctx, t, c, id, "pending sync in the next run", func(s ConnectionState) bool { return s.RunningSyncSeq == 3 })
+	if err := c.CancelWorkflow(ctx, id, ""); err != nil {
+		t.Fatal(err)
+	}
+	next := c.GetWorkflow(ctx, id, "")
+	var canceled *temporal.CanceledError
+	if err := next.Get(ctx, nil); !errors.As(err, &canceled) {
+		t.Fatalf("workflow after cancellation: %v", err)
+	}
+	if f.cleanups() != 1 {
+		t.Fatalf("cleanups: %d", f.cleanups())
+	}
+	writeHistory(ctx, t, c, id, first, "connection-continue-as-new.json")
+	writeHistory(ctx, t, c, id, next.GetRunID(), "connection-continued-then-canceled.json")
+}
+
+// scripted stands in for the activities.
+type scripted struct {
+	mu       sync.Mutex
+	snap     activities.ConnectionSnapshot
+	outcome  string
+	failure  string
+	syncTime map[int64]time.Duration
+	cleaned  int
+}
+
+func newScripted(cadence, threshold time.Duration) *scripted {
+	return &scripted{
+		snap: activities.ConnectionSnapshot{Status: StatusActive, SyncCadence: cadence, StaleThreshold: threshold,
+			CreatedAt: time.Now().UTC().Truncate(time.Millisecond)},
+		outcome: OutcomeSuccess,
+	}
+}
+
+func (f *scripted) set(change func(*scripted)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change(f)
+}
+
+func (f *scripted) cleanups() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cleaned
+}
+
+func (f *scripted) startWorker(srv *temporaltest.TestServer, queue string) {
+	srv.NewWorkerWithOptions(queue, func(r worker.Registry) {
+		r.RegisterWorkflow(ConnectionWorkflow)
+		for name, fn := range map[string]any{
+			activities.NameLoadConnection: f.loadConnection, activities.NameSyncEvidence: f.syncEvidence,
+			activities.NameRecordSyncFailure: f.nop, activities.NameSetConnectionState: f.nop,
+			activities.NameOpenAlert: f.nop, activities.NameResolveAlert: f.nop,
+			activities.NameTestConnection: f.testConnection, activities.NameRevokeCleanup: f.revokeCleanup,
+		} {
+			r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
+		}
+		// Heartbeats reach the server (and cancellations the activity) quickly.
+	}, worker.Options{MaxHeartbeatThrottleInterval: 200 * time.Millisecond})
+}
+
+func (f *scripted) loadConnection(context.Context, activities.ConnectionRef) (activities.ConnectionSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.snap, nil
+}
+
+func (f *scripted) syncEvidence(ctx context.Context, in activities.SyncInput) (activities.SyncResult, error) {
+	f.mu.Lock()
+	outcome, failure, d := f.outcome, f.failure, f.syncTime[in.Seq]
+	f.mu.Unlock()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		activity.RecordHeartbeat(ctx, "collecting")
+		select {
+		case <-ctx.Done():
+			return activities.SyncResult{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if failure != "" {
+		return activities.SyncResult{}, temporal.NewNonRetryableApplicationError("scripted "+failure+" failure", failure, nil)
+	}
+	return activities.SyncResult{
+		ConnectorRunID: uuid.NewSHA1(uuid.NameSpaceOID, fmt.Appendf(nil, "%s/%d", in.WorkflowID, in.Seq)),
+		Outcome:        outcome, JiraCalls: 4, NewEvidence: 3, Observed: 4, CompletedAt: time.Now().UTC(),
+	}, nil
+}
+
+func (f *scripted) nop(context.Context, any) error { return nil }
+
+func (f *scripted) testConnection(context.Context, activities.ConnectionRef) (activities.TestResult, error) {
+	return activities.TestResult{OK: true, Checks: []activities.Check{{Name: "auth", OK: true, Detail: "scripted"}}}, nil
+}
+
+func (f *scripted) revokeCleanup(context.Context, activities.RevokeInput) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cleaned++
+	return nil
+}
+
+func waitFor(ctx context.Context, t *testing.T, c client.Client, id, what string, ok func(ConnectionState) bool) {
+	t.Helper()
+	var last ConnectionState
+	for {
+		if v, err := c.QueryWorkflow(ctx, id, "", QueryState); err == nil {
+			if err := v.Get(&last); err != nil {
+				t.Fatal(err)
+			}
+			if ok(last) {
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("waiting for %s; last state %+v", what, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func mustUpdate(ctx context.Context, t *testing.T, c client.Client, id, name string, result any, args ...any) {
+	t.Helper()
+	h, err := c.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, result)
+	}
+	if err != nil {
+		t.Fatalf("update %s: %v", name, err)
+	}
+}
+
+func writeHistory(ctx context.Context, t *testing.T, c client.Client, id, runID, name string) {
+	t.Helper()
+	hist := &historypb.History{}
+	iter := c.GetWorkflowHistory(ctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hist.Events = append(hist.Events, ev)
+	}
+	b, err := temporalproto.CustomJSONMarshalOptions{Indent: "  "}.Marshal(hist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", name)
+	if err := os.MkdirAll("testdata", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	replayer := worker.NewWorkflowReplayer()
+	replayer.RegisterWorkflow(ConnectionWorkflow)
+	if err := replayer.ReplayWorkflowHistoryFromJSONFile(nil, path); err != nil {
+		t.Fatalf("replay of the fresh recording %s: %v", path, err)
+	}
+	t.Logf("recorded %s: %d events", path, len(hist.Events))
+}
