@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // Kind is how a connection authenticates.
@@ -102,6 +104,10 @@ type Config struct {
 	ResolvedJQL string `json:"resolved_jql"`
 	// SampleSize is how many of those tickets are recorded per sync (default 25).
 	SampleSize int `json:"sample_size"`
+	// FindingSync, when set, pushes matching findings into Jira as issues and keeps their
+	// statuses in sync both ways. It is set through its own endpoint, validated against Jira's
+	// createmeta.
+	FindingSync *findings.SyncConfig `json:"finding_sync,omitempty"`
 }
 
 // DefaultConfig returns the documented defaults.
@@ -139,6 +145,15 @@ func (c Config) Validate() error {
 		return &FieldError{"resolved_jql", "must be a single line"}
 	case c.SampleSize < 1 || c.SampleSize > MaxSampleSize:
 		return &FieldError{"sample_size", fmt.Sprintf("must be between 1 and %d", MaxSampleSize)}
+	}
+	if c.FindingSync != nil {
+		if err := c.FindingSync.Validate(); err != nil {
+			var fe *findings.FieldError
+			if errors.As(err, &fe) {
+				return &FieldError{fe.Field, fe.Message}
+			}
+			return &FieldError{"finding_sync", err.Error()}
+		}
 	}
 	return nil
 }

@@ -1,0 +1,456 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/labstack/echo/v4"
+
+	"github.com/jiraconnect/jiraconnect/audit"
+	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/jira"
+	"github.com/jiraconnect/jiraconnect/workflows"
+)
+
+type findingLinkView struct {
+	ConnectionID     uuid.UUID  `json:"connection_id"`
+	State            string     `json:"state"`
+	IssueKey         *string    `json:"issue_key,omitempty"`
+	IssueURL         string     `json:"issue_url,omitempty"`
+	LastPushedStatus *string    `json:"last_pushed_status,omitempty"`
+	LastJiraStatus   *string    `json:"last_jira_status,omitempty"`
+	LastPushAt       *time.Time `json:"last_push_at,omitempty"`
+	LastInboundAt    *time.Time `json:"last_inbound_at,omitempty"`
+	LastError        *string    `json:"last_error,omitempty"`
+	LastErrorKind    *string    `json:"last_error_kind,omitempty"`
+}
+
+type findingView struct {
+	findings.Finding
+	StatusSource    string            `json:"status_source"`
+	StatusChangedAt time.Time         `json:"status_changed_at"`
+	CreatedAt       time.Time         `json:"created_at"`
+	UpdatedAt       time.Time         `json:"updated_at"`
+	Links           []findingLinkView `json:"jira_links"`
+}
+
+func findingFromRow(r dbq.Finding) findingView {
+	return findingView{
+		Finding: findings.Finding{ID: r.ID, ExternalID: r.ExternalID, Title: r.Title, Severity: findings.Severity(r.Severity),
+			Status: findings.Status(r.Status), ProbeID: r.ProbeID, ScanID: r.ScanID, FrameworkRefs: r.FrameworkRefs, Excerpt: r.Excerpt},
+		StatusSource: r.StatusSource, StatusChangedAt: r.StatusChangedAt.UTC(), CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC(),
+		Links: []findingLinkView{},
+	}
+}
+
+// withLinks adds the finding's Jira links (issue and sync state per connection).
+func (s *Server) withLinks(ctx context.Context, q *dbq.Queries, v *findingView) error {
+	links, err := q.LinksOfFinding(ctx, v.ID)
+	if err != nil {
+		return err
+	}
+	sites := map[uuid.UUID]string{}
+	for _, l := range links {
+		lv := findingLinkView{ConnectionID: l.ConnectionID, State: l.State, IssueKey: l.IssueKey, LastPushedStatus: l.LastPushedStatus,
+			LastJiraStatus: l.LastJiraStatus, LastPushAt: utc(l.LastPushAt), LastInboundAt: utc(l.LastInboundAt),
+			LastError: l.LastError, LastErrorKind: l.LastErrorKind}
+		if l.IssueKey != nil {
+			site, ok := sites[l.ConnectionID]
+			if !ok {
+				if c, err := q.GetConnection(ctx, l.ConnectionID); err == nil {
+					site = c.SiteUrl
+				}
+				sites[l.ConnectionID] = site
+			}
+			if site != "" {
+				lv.IssueURL = site + "/browse/" + *l.IssueKey
+			}
+		}
+		v.Links = append(v.Links, lv)
+	}
+	return nil
+}
+
+// enqueueFinding queues f for every connection that must act on it: connections whose rule
+// matches, and connections that already have an issue for it (its status change must reach that
+// issue even if the finding no longer matches the rule). It returns the workflows to nudge.
+func enqueueFinding(ctx context.Context, q *dbq.Queries, orgID uuid.UUID, f findings.Finding) ([]uuid.UUID, error) {
+	conns, err := q.FindingSyncConnections(ctx)
+	if err != nil {
+		return nil, err
+	}
+	links, err := q.LinksOfFinding(ctx, f.ID)
+	if err != nil {
+		return nil, err
+	}
+	linked := map[uuid.UUID]bool{}
+	for _, l := range links {
+		linked[l.ConnectionID] = true
+	}
+	var nudge []uuid.UUID
+	for _, c := range conns {
+		cfg, err := connections.ParseConfig(c.Config)
+		if err != nil || cfg.FindingSync == nil {
+			continue
+		}
+		if !linked[c.ID] && !cfg.FindingSync.Matches(f) {
+			continue
+		}
+		if err := q.EnqueueFinding(ctx, dbq.EnqueueFindingParams{OrgID: orgID, ConnectionID: c.ID, FindingID: f.ID}); err != nil {
+			return nil, err
+		}
+		nudge = append(nudge, c.ID)
+	}
+	return nudge, nil
+}
+
+// nudge tells connection workflows that their finding queue has work. Best effort: the queue in
+// Postgres is authoritative and workflows also drain it on their own schedule.
+func (s *Server) nudge(ctx context.Context, connIDs []uuid.UUID) {
+	for _, id := range connIDs {
+		if err := s.deps.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(id), "", workflows.SignalFindingsPending, nil); err != nil {
+			s.log.WarnContext(ctx, "findings-pending signal not delivered", "connection_id", id, "err", err)
+		}
+	}
+}
+
+func (s *Server) upsertFinding(c echo.Context) error {
+	var in findings.Finding
+	if err := s.decodeJSON(c, &in); err != nil {
+		return err
+	}
+	if in.ID != uuid.Nil {
+		return errInvalidField("id", "is assigned by jiraconnect; findings are identified by external_id")
+	}
+	in = in.Normalize()
+	if err := in.Validate(); err != nil {
+		return findingFieldError(err)
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	var view findingView
+	var inserted bool
+	var nudge []uuid.UUID
+	err := s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		refs := in.FrameworkRefs
+		if refs == nil {
+			refs = []string{}
+		}
+		row, err := q.UpsertFinding(ctx, dbq.UpsertFindingParams{OrgID: p.OrgID, ExternalID: in.ExternalID, Title: in.Title,
+			Severity: string(in.Severity), Status: string(in.Status), ProbeID: in.ProbeID, ScanID: in.ScanID,
+			FrameworkRefs: refs, Excerpt: in.Excerpt})
+		if err != nil {
+			return err
+		}
+		inserted = row.Inserted
+		view = findingFromRow(dbq.Finding{ID: row.ID, OrgID: row.OrgID, ExternalID: row.ExternalID, Title: row.Title,
+			Severity: row.Severity, Status: row.Status, ProbeID: row.ProbeID, ScanID: row.ScanID, FrameworkRefs: row.FrameworkRefs,
+			Excerpt: row.Excerpt, CreatedAt: row.CreatedAt, UpdatedAt: row.UpdatedAt, StatusSource: row.StatusSource, StatusChangedAt: row.StatusChangedAt})
+		if nudge, err = enqueueFinding(ctx, q, p.OrgID, view.Finding); err != nil {
+			return err
+		}
+		action := "finding.update"
+		if inserted {
+			action = "finding.create"
+		}
+		if _, err := audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: action, TargetType: "finding",
+			TargetID: view.ID.String(), SourceIP: s.clientAddr(c),
+			Metadata: map[string]any{"external_id": in.ExternalID, "severity": string(in.Severity), "status": string(in.Status)}}); err != nil {
+			return err
+		}
+		return s.withLinks(ctx, q, &view)
+	})
+	if err != nil {
+		return err
+	}
+	s.nudge(ctx, nudge)
+	status := http.StatusOK
+	if inserted {
+		status = http.StatusCreated
+	}
+	return c.JSON(status, view)
+}
+
+func findingFieldError(err error) error {
+	var fe *findings.FieldError
+	if errors.As(err, &fe) {
+		return errInvalidField(fe.Field, "%s", fe.Message)
+	}
+	return errBadRequest("invalid_finding", "", err.Error())
+}
+
+// loadFinding returns the finding named in the path, within q's org, or 404.
+func loadFinding(c echo.Context, q *dbq.Queries) (findingView, error) {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return findingView{}, errNotFound("finding")
+	}
+	row, err := q.GetFinding(c.Request().Context(), id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return findingView{}, errNotFound("finding")
+	}
+	if err != nil {
+		return findingView{}, err
+	}
+	return findingFromRow(row), nil
+}
+
+func (s *Server) getFinding(c echo.Context) error {
+	ctx := c.Request().Context()
+	var view findingView
+	err := s.deps.DB.InOrg(ctx, principal(c).OrgID, func(q *dbq.Queries) error {
+		var err error
+		if view, err = loadFinding(c, q); err != nil {
+			return err
+		}
+		return s.withLinks(ctx, q, &view)
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, view)
+}
+
+func (s *Server) listFindings(c echo.Context) error {
+	limit, err := queryInt(c, "limit", defaultPageSize, 1, maxPageSize)
+	if err != nil {
+		return err
+	}
+	params := dbq.ListFindingsParams{PageSize: int32(limit)}
+	if st := c.QueryParam("status"); st != "" {
+		if !findings.Status(st).Valid() {
+			return errInvalidField("status", "must be one of open, triaged, resolved, accepted, false_positive")
+		}
+		params.Status = &st
+	}
+	if sev := c.QueryParam("severity"); sev != "" {
+		if !findings.Severity(sev).Valid() {
+			return errInvalidField("severity", "must be one of info, low, medium, high, critical")
+		}
+		params.Severity = &sev
+	}
+	if cursor := c.QueryParam("cursor"); cursor != "" {
+		ts, id, ok := strings.Cut(cursor, "_")
+		t, terr := time.Parse(time.RFC3339Nano, ts)
+		uid, uerr := uuid.Parse(id)
+		if !ok || terr != nil || uerr != nil {
+			return errInvalidField("cursor", "must be a next_cursor value from a previous page")
+		}
+		params.BeforeCreated, params.BeforeID = &t, &uid
+	}
+	ctx := c.Request().Context()
+	out := []findingView{}
+	err = s.deps.DB.InOrg(ctx, principal(c).OrgID, func(q *dbq.Queries) error {
+		rows, err := q.ListFindings(ctx, params)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			v := findingFromRow(r)
+			if err := s.withLinks(ctx, q, &v); err != nil {
+				return err
+			}
+			out = append(out, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	resp := map[string]any{"findings": out}
+	if len(out) == limit {
+		last := out[len(out)-1]
+		resp["next_cursor"] = last.CreatedAt.Format(time.RFC3339Nano) + "_" + last.ID.String()
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// patchFinding changes a finding's status; the change is pushed to every linked Jira issue.
+func (s *Server) patchFinding(c echo.Context) error {
+	var req struct {
+		Status string `json:"status"`
+	}
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	st := findings.Status(req.Status)
+	if !st.Valid() {
+		return errInvalidField("status", "must be one of open, triaged, resolved, accepted, false_positive")
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	var view findingView
+	var nudge []uuid.UUID
+	err := s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		cur, err := loadFinding(c, q)
+		if err != nil {
+			return err
+		}
+		if cur.Status != st {
+			row, err := q.SetFindingStatus(ctx, dbq.SetFindingStatusParams{ID: cur.ID, Status: string(st), Source: "api"})
+			if err != nil {
+				return err
+			}
+			cur = findingFromRow(row)
+			if nudge, err = enqueueFinding(ctx, q, p.OrgID, cur.Finding); err != nil {
+				return err
+			}
+			if _, err := audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "finding.status_change",
+				TargetType: "finding", TargetID: cur.ID.String(), SourceIP: s.clientAddr(c),
+				Metadata: map[string]any{"status": string(st), "source": "api"}}); err != nil {
+				return err
+			}
+		}
+		view = cur
+		return s.withLinks(ctx, q, &view)
+	})
+	if err != nil {
+		return err
+	}
+	s.nudge(ctx, nudge)
+	return c.JSON(http.StatusOK, view)
+}
+
+// putFindingSync sets (or, with {"enabled": false}, removes) a connection's finding-sync
+// configuration after validating it against the connection's Jira createmeta: an unknown custom
+// field is customfield_unknown, an issue type outside the project is rejected, and so are
+// required fields the rule cannot fill.
+func (s *Server) putFindingSync(c echo.Context) error {
+	conn, err := s.loadConnection(c)
+	if err != nil {
+		return err
+	}
+	if err := requireStatus(conn, connections.StatusActive); err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := s.decodeJSON(c, &raw); err != nil {
+		return err
+	}
+	var toggle struct {
+		Enabled *bool `json:"enabled"`
+	}
+	_ = json.Unmarshal(raw, &toggle)
+	ctx := c.Request().Context()
+	var next *findings.SyncConfig
+	if toggle.Enabled == nil || *toggle.Enabled {
+		var body map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &body); err != nil {
+			return errBadRequest("invalid_json", "", "request body must be a JSON object")
+		}
+		delete(body, "enabled")
+		cleaned, _ := json.Marshal(body)
+		base := findings.DefaultSyncConfig()
+		if conn.Config.FindingSync != nil {
+			base = conn.Config.FindingSync.Clone()
+		}
+		patch, err := findings.ParseSyncConfigPatch(cleaned)
+		if err != nil {
+			return findingFieldError(err)
+		}
+		cfg := patch.Apply(base)
+		if err := cfg.Validate(); err != nil {
+			return findingFieldError(err)
+		}
+		if conn.Kind == connections.KindCloudOAuth && !hasScope(conn.Scopes, "write:jira-work") {
+			return &Error{Status: http.StatusConflict, Code: "scope_missing", Field: "finding_sync",
+				Message: "finding sync needs the write:jira-work scope: re-authorize the connection (POST /v1/connections/{id}/reauth) first"}
+		}
+		if err := s.validateAgainstJira(ctx, conn, cfg); err != nil {
+			return err
+		}
+		next = &cfg
+	}
+	cfgAll := conn.Config
+	cfgAll.FindingSync = next
+	cfgJSON, err := json.Marshal(cfgAll)
+	if err != nil {
+		return err
+	}
+	p := principal(c)
+	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		row, err := q.UpdateConnectionConfig(ctx, dbq.UpdateConnectionConfigParams{ID: conn.ID, Config: cfgJSON})
+		if err != nil {
+			return err
+		}
+		if conn, err = connections.FromRow(row); err != nil {
+			return err
+		}
+		meta := map[string]any{"enabled": next != nil}
+		if next != nil {
+			meta["project_key"] = next.ProjectKey
+			meta["severity_threshold"] = string(next.SeverityThreshold)
+		}
+		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.finding_sync_configure",
+			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c), Metadata: meta})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalConfigChanged, nil); err != nil {
+		s.log.WarnContext(ctx, "config-changed signal not delivered", "connection_id", conn.ID, "err", err)
+	}
+	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+func hasScope(scopes []string, want string) bool {
+	for _, s := range scopes {
+		if s == want {
+			return true
+		}
+	}
+	return false
+}
+
+// validateAgainstJira checks the configuration with the connection's own credentials.
+func (s *Server) validateAgainstJira(ctx context.Context, conn connections.Connection, cfg findings.SyncConfig) error {
+	client, _, err := s.deps.Connections.Client(ctx, conn.OrgID, conn.ID, nil)
+	if err != nil {
+		return err
+	}
+	roles := map[string]string{}
+	if cfg.FrameworkField != "" {
+		roles["framework_refs"] = cfg.FrameworkField
+	}
+	if cfg.FindingIDField != "" {
+		roles["finding_id"] = cfg.FindingIDField
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	report, err := client.ValidateCreateConfig(ctx, jira.CreateConfig{Project: cfg.ProjectKey, IssueType: cfg.IssueType,
+		CustomFields: roles, ProvidedFields: []string{"description", "labels"}})
+	if err != nil {
+		switch jira.KindOf(err) {
+		case jira.KindNotFound:
+			return errInvalidField("finding_sync.project_key", "project %s is not visible to this connection", cfg.ProjectKey)
+		case jira.KindForbidden, jira.KindReauthRequired, jira.KindUnauthorized:
+			return &Error{Status: http.StatusBadRequest, Code: "jira_forbidden", Field: "finding_sync.project_key",
+				Message: "finding_sync.project_key: the connection may not read create metadata of " + cfg.ProjectKey}
+		}
+		return &Error{Status: http.StatusBadGateway, Code: "jira_unreachable", Message: "could not validate against Jira: " + err.Error()}
+	}
+	for _, p := range report.Problems {
+		field := "finding_sync"
+		switch p.Code {
+		case jira.ProblemCustomFieldUnknown:
+			if p.Role == "framework_refs" {
+				field = "finding_sync.framework_field"
+			} else {
+				field = "finding_sync.finding_id_field"
+			}
+		case jira.ProblemIssueTypeNotFound:
+			field = "finding_sync.issue_type"
+		}
+		return &Error{Status: http.StatusBadRequest, Code: string(p.Code), Field: field, Message: field + ": " + p.Message}
+	}
+	return nil
+}
