@@ -47,8 +47,9 @@ var connectionAction = regexp.MustCompile(`^connection\.[a-z][a-z0-9_]*$`)
 // when Action is set.
 //
 // A revoked (or missing) connection is never touched: revoke is final, and a state update racing
-// with it must not resurrect the row, so the call is then a no-op. Status "revoked" is refused:
-// revocation goes through RevokeCleanup, which also destroys the credentials.
+// with it must not resurrect the row, so the call is then a no-op (also for status "revoked").
+// Status "revoked" on a live connection is refused: revocation goes through RevokeCleanup, which
+// also destroys the credentials.
 //
 // Idempotency: the row update is a plain overwrite, and the audit row is skipped when the newest
 // audit row about this connection already records the same action with the same status and stale
@@ -59,9 +60,7 @@ func (a *Activities) SetConnectionState(ctx context.Context, in StateUpdate) err
 		return activityError(ctx, err)
 	}
 	switch connections.Status(in.Status) {
-	case connections.StatusPendingAuth, connections.StatusActive, connections.StatusNeedsReauth:
-	case connections.StatusRevoked:
-		return activityError(ctx, invalidInput("status revoked is set by RevokeCleanup, not SetConnectionState"))
+	case connections.StatusPendingAuth, connections.StatusActive, connections.StatusNeedsReauth, connections.StatusRevoked:
 	default:
 		return activityError(ctx, invalidInput(fmt.Sprintf("unknown status %q", in.Status)))
 	}
@@ -84,6 +83,11 @@ func (a *Activities) SetConnectionState(ctx context.Context, in StateUpdate) err
 		}
 		if err != nil {
 			return fmt.Errorf("lock connection: %w", err)
+		}
+		if in.Status == string(connections.StatusRevoked) {
+			// Mirroring "revoked" onto an already revoked row (above) is a harmless no-op; onto a
+			// live row it would leave credentials behind, so it is refused.
+			return invalidInput("status revoked is set by RevokeCleanup, not SetConnectionState")
 		}
 		if _, err := q.SetConnectionState(ctx, dbq.SetConnectionStateParams{
 			ID: in.ConnectionID, Status: in.Status, Stale: in.Stale, NextSyncAt: utcPtr(in.NextSyncAt),

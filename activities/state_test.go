@@ -137,8 +137,10 @@ func TestSetConnectionState(t *testing.T) {
 	if err := h.acts.RevokeCleanup(context.Background(), activities.RevokeInput{ConnectionRef: ref}); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.setState(activities.StateUpdate{ConnectionRef: ref, Status: "active", Action: "connection.recovered"}); err != nil {
-		t.Fatal(err)
+	for _, status := range []string{"active", "revoked"} {
+		if err := h.setState(activities.StateUpdate{ConnectionRef: ref, Status: status, Action: "connection.recovered"}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if n := h.count(`SELECT count(*) FROM connections WHERE id = $1 AND status = 'revoked' AND deleted_at IS NOT NULL`, ref.ConnectionID); n != 1 {
 		t.Fatal("SetConnectionState resurrected a revoked connection")

@@ -378,7 +378,9 @@ func outcomeOf(o evidence.Outcome) string {
 
 // countsAsSuccess: success and partial mean the connection answered, which is what staleness
 // measures; no_data does not.
-func countsAsSuccess(outcome string) bool { return outcome == OutcomeSuccess || outcome == OutcomePartial }
+func countsAsSuccess(outcome string) bool {
+	return outcome == OutcomeSuccess || outcome == OutcomePartial
+}
 
 // reasons summarises the evidence types without data, for the run's error column and logs.
 func reasons(r evidence.Report) string {

@@ -34,8 +34,9 @@ const (
 // they could only fail the same way.
 //
 // The test is recorded as a connector run of kind "test" (outcome success or failed, the Jira call
-// count, the checks in the run report). A retried attempt after the run was recorded answers from
-// the recorded run instead of testing again.
+// count, the checks in the run report). A retried attempt after a successful test was recorded
+// answers from the recorded run; after a recorded failure it tests again (the run is reopened),
+// since the retry may be exactly what the user is waiting for.
 func (a *Activities) TestConnection(ctx context.Context, ref ConnectionRef) (TestResult, error) {
 	if err := validRef(ref); err != nil {
 		return TestResult{}, activityError(ctx, err)

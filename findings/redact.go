@@ -172,8 +172,9 @@ var rules = []rule{
 //     quoted or bare; the key name is kept;
 //   - long (32+ characters) high-entropy hex or base64 values assigned to any key (UUIDs
 //     excepted, since finding and scan ids are UUIDs);
-//   - e-mail addresses (including internationalized ones) and payment card numbers
-//     (13–19 digits passing the Luhn check, with or without spaces or dashes).
+//   - e-mail addresses (including internationalized ones) and payment card numbers (13–19
+//     digits starting with 2–6, the major networks' ranges, passing the Luhn check, with or
+//     without spaces or dashes).
 //
 // Not caught: secrets without a recognisable shape or key (a password mentioned in prose,
 // "the password is hunter2"), keys whose value spans lines, secrets split across lines or
@@ -184,9 +185,12 @@ var rules = []rule{
 // accepted: a git commit hash assigned to a key is redacted like a secret would be.
 //
 // Properties: Redact never panics; its output is valid UTF-8 (invalid bytes become U+FFFD), at
-// most MaxRedactBytes long, and a fixed point — Redact(Redact(s)) == Redact(s) — so text can be
-// redacted at every boundary it crosses without drifting. Every pattern is RE2, so the running time
-// is linear in the (capped) input.
+// most MaxRedactBytes long, and idempotent — Redact(Redact(s)) == Redact(s) — so text can be
+// redacted at every boundary it crosses without drifting: the rules are applied repeatedly until
+// nothing changes (one extra pass in practice, at most maxPasses), and the truncation is itself
+// followed by redaction. Every pattern is RE2 and PEM blocks are delimited by a linear scan, so
+// the running time is linear in the capped input (tens of milliseconds for a 16 KiB excerpt,
+// a few hundred for adversarial 64 KiB input on one core).
 func Redact(s string) string {
 	if len(s) > MaxRedactBytes {
 		s = cutForTruncation(s, MaxRedactBytes)

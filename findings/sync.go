@@ -247,7 +247,8 @@ type InboundDecision struct {
 	Outcome InboundOutcome
 	// Status is the finding's new status when Outcome is InboundApply.
 	Status Status
-	// Link is the link state to store; UpdateLink reports whether it differs from the input.
+	// Link is the link state to store when UpdateLink is set (every accepted report: apply, echo,
+	// in sync, unmapped); ignored reports leave it equal to the input.
 	Link       LinkState
 	UpdateLink bool
 }

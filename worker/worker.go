@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
@@ -98,7 +99,12 @@ func Register(r worker.Registry, acts *activities.Activities) {
 
 // New creates a worker on taskQueue with everything registered.
 func New(c client.Client, taskQueue string, acts *activities.Activities) worker.Worker {
-	w := worker.New(c, taskQueue, worker.Options{})
+	w := worker.New(c, taskQueue, worker.Options{
+		// Cancellation reaches an activity only with a heartbeat response; the SDK otherwise
+		// batches heartbeats up to 80% of the heartbeat timeout. A revoke must stop an in-flight
+		// sync within seconds, before its next Jira call.
+		MaxHeartbeatThrottleInterval: 2 * time.Second,
+	})
 	Register(w, acts)
 	return w
 }

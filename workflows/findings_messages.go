@@ -1,6 +1,6 @@
 package workflows
 
-import "time"
+import "github.com/jiraconnect/jiraconnect/activities"
 
 // Finding-sync messages, shared with the API's webhook bridge and findings endpoints.
 const (
@@ -12,24 +12,8 @@ const (
 	SignalFindingsPending = "findings-pending"
 )
 
-// JiraStatus is a Jira issue status as the workflow needs it.
-type JiraStatus struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	CategoryKey string `json:"category_key"`
-}
+// JiraIssueChange is the payload of SignalJiraIssueChanged.
+type JiraIssueChange = activities.JiraIssueChange
 
-// JiraIssueChange is one accepted webhook delivery about an issue: ids, the issue's status after
-// the change and the delivery's ordering information. No credential and no issue content beyond
-// the status travels in it.
-type JiraIssueChange struct {
-	DeliveryID      string     `json:"delivery_id"`
-	Event           string     `json:"event"`
-	IssueID         string     `json:"issue_id"`
-	IssueKey        string     `json:"issue_key"`
-	Status          JiraStatus `json:"status"`
-	StatusChanged   bool       `json:"status_changed"`
-	FromStatusName  string     `json:"from_status_name,omitempty"`
-	TimestampMillis int64      `json:"timestamp_millis"`
-	ReceivedAt      time.Time  `json:"received_at"`
-}
+// JiraStatus is an issue status inside a JiraIssueChange.
+type JiraStatus = activities.JiraStatus

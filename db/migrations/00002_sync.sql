@@ -20,7 +20,12 @@ ALTER TABLE connector_runs
 CREATE INDEX evidence_observations_evidence_observed_idx
     ON evidence_observations (evidence_id, observed_at DESC);
 
+-- SetConnectionState reads the newest audit row about a connection to keep retried activities
+-- from writing duplicate rows; without this index that walks the org's whole log backwards.
+CREATE INDEX audit_log_target_idx ON audit_log (target_type, target_id, id DESC);
+
 -- +goose Down
+DROP INDEX IF EXISTS audit_log_target_idx;
 DROP INDEX IF EXISTS evidence_observations_evidence_observed_idx;
 ALTER TABLE connector_runs DROP COLUMN IF EXISTS report, DROP COLUMN IF EXISTS attempts,
     DROP COLUMN IF EXISTS triggered_by;
