@@ -216,3 +216,140 @@ func unreachableDetail(key string, cur Status, target Target, ts []Transition) s
 	}
 	return d + " (reachable: " + strings.Join(reachable, ", ") + ")"
 }
+
+// DefaultMaxHops bounds the intermediate transitions MoveTo may take.
+const DefaultMaxHops = 3
+
+// MoveTo brings the issue to target like TransitionTo, but when the workflow has no direct
+// transition it walks there the way a person would click through: each intermediate step takes
+// a transition whose status category is closer to the target's (new → indeterminate → done, and
+// back down to reopen), never revisiting a status, for at most maxHops intermediate steps
+// (DefaultMaxHops when <= 0). Jira itself never chains transitions, and many workflows require
+// passing through "In Progress" before "Done".
+//
+// An issue already in the target's category is only accepted as "there" when no path reaches the
+// exact status id or name. Each step is a real transition, so a failure midway leaves the issue
+// in an intermediate status; the error says where.
+func (c *Client) MoveTo(ctx context.Context, key string, target Target, maxHops int) (*TransitionResult, error) {
+	if maxHops <= 0 {
+		maxHops = DefaultMaxHops
+	}
+	res, err := c.TransitionTo(ctx, key, target)
+	exact := target.StatusID != "" || target.StatusName != ""
+	if err == nil && (res.MatchedBy != MatchedByCategoryKey || !exact || res.Changed) {
+		return res, nil
+	}
+	if err != nil && KindOf(err) != KindTransitionUnavailable {
+		return nil, err
+	}
+	// The category-only fallback (or nothing at all) is what the direct attempt gives; look for
+	// a path to the exact status before settling for it.
+	fallback, firstErr := res, err
+	tr, known := categoryRank(target.CategoryKey)
+	if !known {
+		return fallback, firstErr
+	}
+	var start *Status
+	visited := map[string]bool{}
+	for hop := 0; hop < maxHops; hop++ {
+		issue, err := c.GetIssue(ctx, key, "status")
+		if err != nil {
+			return nil, err
+		}
+		if issue.Fields.Status == nil {
+			return nil, &Error{Kind: KindMalformedResponse, Op: "issue.get", Detail: "issue " + key + " has no status"}
+		}
+		cur := *issue.Fields.Status
+		if start == nil {
+			s := cur
+			start = &s
+		}
+		visited[cur.ID] = true
+		ts, err := c.Transitions(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		step := pickStep(ts, cur, tr, visited)
+		if step == nil {
+			break
+		}
+		if err := c.do(ctx, &request{op: "transitions.do", method: http.MethodPost, path: apiPath("issue", key, "transitions"),
+			body: map[string]any{"transition": map[string]string{"id": step.ID}}}); err != nil {
+			return nil, err
+		}
+		res, err := c.TransitionTo(ctx, key, target)
+		if err == nil && (res.MatchedBy != MatchedByCategoryKey || !exact || res.Changed) {
+			res.From, res.Changed = *start, true
+			return res, nil
+		}
+		if err != nil && KindOf(err) != KindTransitionUnavailable {
+			return nil, err
+		}
+	}
+	if fallback != nil && start != nil && fallback.From.ID != start.ID {
+		// We moved away from a status that counted as "there" and found no path: say so.
+		return nil, &Error{Kind: KindTransitionUnavailable, Op: "transitions.do",
+			Detail: fmt.Sprintf("issue %s: no path to %s within %d steps from %q", key, target, maxHops, start.Name)}
+	}
+	if fallback != nil {
+		return fallback, nil
+	}
+	return nil, firstErr
+}
+
+// categoryRank orders status categories along the usual workflow direction.
+func categoryRank(key string) (int, bool) {
+	switch strings.ToLower(key) {
+	case "new":
+		return 0, true
+	case "indeterminate":
+		return 1, true
+	case "done":
+		return 2, true
+	}
+	return 0, false
+}
+
+// pickStep chooses the next intermediate transition: the unvisited destination whose category is
+// nearest the target's, preferring real progress (strictly nearer than the current status).
+func pickStep(ts []Transition, cur Status, targetRank int, visited map[string]bool) *Transition {
+	curRank, ok := categoryRank(cur.Category.Key)
+	if !ok {
+		return nil
+	}
+	dist := func(r int) int {
+		if r > targetRank {
+			return r - targetRank
+		}
+		return targetRank - r
+	}
+	var best *Transition
+	bestDist := 1 << 30
+	for i := range ts {
+		to := ts[i].To
+		if to == nil || visited[to.ID] || to.ID == cur.ID {
+			continue
+		}
+		r, ok := categoryRank(to.Category.Key)
+		if !ok {
+			continue
+		}
+		d := dist(r)
+		// Moving within the target's own category is never a useful intermediate step: the
+		// direct attempt from there would already have matched.
+		if d == 0 {
+			continue
+		}
+		if d < bestDist {
+			best, bestDist = &ts[i], d
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	if bestDist >= dist(curRank) && curRank != targetRank {
+		// No step gets closer; wandering away would not help.
+		return nil
+	}
+	return best
+}
