@@ -178,6 +178,9 @@ func (c *Core) RunWorker(ctx context.Context, tc client.Client) error {
 		// Not fatal: workflows still run; only UI filtering by these attributes is affected.
 		c.Log.Warn("search attributes not registered", "err", err)
 	}
+	if err := worker.EnsureRetentionSchedule(ctx, tc, c.Config.TaskQueue, c.Config.EvidenceRetention); err != nil {
+		c.Log.Warn("evidence retention schedule not created", "err", err)
+	}
 	w := worker.New(tc, c.Config.TaskQueue, c.Activities)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", c.Config.TaskQueue, err)

@@ -45,6 +45,7 @@ func Vars() []Var {
 		{"AWS_REGION", "", "AWS region of the KMS key; required when KMS_PROVIDER=aws."},
 		{"LOCAL_KEYRING_DIR", ".jiraconnect", "Directory of the local keyring master key (seal-master.key, created 0600 if missing)."},
 		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory."},
+		{"EVIDENCE_RETENTION", "8760h", "Evidence older than this (and last observed before it) that no assessment holds is purged daily; at least 168h."},
 		{"JIRA_OAUTH_CLIENT_ID", "", "Atlassian OAuth 2.0 (3LO) app client id; needed for cloud_oauth connections."},
 		{"JIRA_OAUTH_CLIENT_SECRET", "", "Atlassian OAuth 2.0 (3LO) app client secret."},
 		{"JIRA_AUTH_URL", "https://auth.atlassian.com", "Atlassian authorization server."},
@@ -77,6 +78,8 @@ type Config struct {
 	AWSRegion       string
 	LocalKeyringDir string
 	KeyCacheTTL     time.Duration
+	// EvidenceRetention is the retention window of unattached evidence.
+	EvidenceRetention time.Duration
 
 	JiraOAuthClientID     string
 	JiraOAuthClientSecret Secret
@@ -218,6 +221,9 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if c.KeyCacheTTL, err = time.ParseDuration(get("KEY_CACHE_TTL")); err != nil || c.KeyCacheTTL <= 0 || c.KeyCacheTTL > 24*time.Hour {
 		bad("KEY_CACHE_TTL", get("KEY_CACHE_TTL"), "must be a duration between 1ns and 24h, e.g. 5m")
+	}
+	if c.EvidenceRetention, err = time.ParseDuration(get("EVIDENCE_RETENTION")); err != nil || c.EvidenceRetention < 7*24*time.Hour {
+		bad("EVIDENCE_RETENTION", get("EVIDENCE_RETENTION"), "must be a duration of at least 168h, e.g. 8760h")
 	}
 	if (c.JiraOAuthClientID == "") != (c.JiraOAuthClientSecret == "") {
 		errs = append(errs, errors.New("JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET must be set together"))

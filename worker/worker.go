@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/jiraconnect/jiraconnect/activities"
@@ -94,6 +95,7 @@ func keys(m map[string]enumspb.IndexedValueType) []string {
 // workflow or activity cannot be forgotten in one of them.
 func Register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflow(workflows.ConnectionWorkflow)
+	r.RegisterWorkflow(workflows.RetentionWorkflow)
 	acts.Register(r)
 }
 
@@ -107,4 +109,24 @@ func New(c client.Client, taskQueue string, acts *activities.Activities) worker.
 	})
 	Register(w, acts)
 	return w
+}
+
+// EnsureRetentionSchedule creates the daily evidence-retention schedule if it does not exist. An
+// existing schedule is left as it is, so an operator's pause or edit in the Temporal UI sticks.
+func EnsureRetentionSchedule(ctx context.Context, c client.Client, taskQueue string, window time.Duration) error {
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:   workflows.RetentionScheduleID,
+		Spec: client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: 24 * time.Hour}}},
+		Action: &client.ScheduleWorkflowAction{
+			ID:        workflows.RetentionScheduleID,
+			Workflow:  workflows.RetentionWorkflow,
+			Args:      []any{activities.RetentionInput{OlderThan: window}},
+			TaskQueue: taskQueue,
+		},
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+	})
+	if err != nil && !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		return fmt.Errorf("create retention schedule: %w", err)
+	}
+	return nil
 }
