@@ -257,6 +257,11 @@ func (r *runner) revoke(ctx workflow.Context, req RevokeRequest) error {
 	if err := workflow.Await(dctx, func() bool { return r.revokeDone || r.ended }); err != nil {
 		return err
 	}
+	if !r.revokeDone && r.failErr != nil {
+		// The workflow is failing for another reason and cleaned nothing up; saying so lets the
+		// API, which finds no workflow on its retry, run the cleanup itself.
+		return temporal.NewApplicationError("the connection workflow stopped before it could revoke", "not_revoked")
+	}
 	return r.revokeErr
 }
 
@@ -426,8 +431,10 @@ func (r *runner) finishSync() {
 	switch {
 	case err == nil:
 		r.apply(SyncFinished{Seq: seq, Outcome: res.Outcome})
-	case temporal.IsCanceledError(err):
-		// Only a revoke cancels a sync, and the machine has already moved on.
+	case temporal.IsCanceledError(err) && (r.s.Ended || r.ctx.Err() != nil):
+		// Canceled by a revoke (or the workflow's cancellation, which becomes one): the machine
+		// has moved on or is about to. A cancellation nobody asked for is a failed sync below,
+		// so the machine never waits for a sync that is gone.
 	default:
 		typ, msg := classify(err)
 		r.apply(SyncFinished{Seq: seq, ErrorType: typ, Message: msg})

@@ -290,7 +290,30 @@ type step struct {
 	start       *CmdStartSync
 }
 
-// Step applies ev at time now and returns the new state and the commands to execute.
+// Step applies ev at time now and returns the new state and the commands to execute. The rules:
+//
+//   - Deadlines are absolute and derived, never stored timers: the next scheduled sync is
+//     LastAttemptAt + cadence + Jitter (at once if no sync was ever attempted), the stale deadline
+//     LastSuccessAt + threshold (CreatedAt + threshold before the first success). After every
+//     event, whatever is due at now happens (a sync starts, the connection turns stale), so the
+//     same rules hold after continue-as-new or a long outage.
+//   - success and partial are successes: LastSuccessAt moves to now (workflow time, which is
+//     what schedules), the last error clears, and a stale connection recovers (alert resolved,
+//     connection.recovered). no_data — or an outcome this code does not know — is a sync but not
+//     a success: the stale clock keeps running and the last error kind says no_data.
+//   - A sync that failed for good is recorded (RecordSyncFailure). reauth_required moves the
+//     connection to needs_reauth (connection.needs_reauth): no sync starts, on schedule or on
+//     request, until re-authorization, while the stale clock keeps running. revoked ends the
+//     machine. config and transient failures keep the connection active and the next sync comes
+//     at the usual cadence; a config failure is in addition retried at once when the
+//     configuration changes (trigger "schedule"), since that is the first reason to expect a
+//     different answer. A permission fixed on the Jira side is thus picked up within a cadence
+//     without retries burning calls in between.
+//   - The stale deadline marks the connection stale exactly once (connection.stale and one
+//     alert) until a successful sync clears it.
+//   - Sync requests (sync-now, re-authorization) get the next Seq at once and coalesce into one
+//     pending sync, which starts as soon as nothing runs; Seq only grows, across runs.
+//   - A revoke cancels the sync in flight, runs the cleanup and ends; everything after is ignored.
 func Step(s State, ev Event, now time.Time) (State, []Command) {
 	if s.Ended {
 		return s, nil

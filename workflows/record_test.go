@@ -245,6 +245,8 @@ func waitFor(ctx context.Context, t *testing.T, c client.Client, id, what string
 	var last ConnectionState
 	for {
 		if v, err := c.QueryWorkflow(ctx, id, "", QueryState); err == nil {
+			// A fresh value each time: omitted (zero) fields must not keep an earlier answer.
+			last = ConnectionState{}
 			if err := v.Get(&last); err != nil {
 				t.Fatal(err)
 			}
