@@ -53,6 +53,14 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// JiraCallTimeout overrides DefaultJiraCallTimeout.
 	JiraCallTimeout time.Duration
+	// PublicURL is the externally reachable base URL of the API (PUBLIC_URL). Dynamic webhooks
+	// deliver to <PublicURL>/webhooks/jira/<connection id>/<secret>; without it RegisterWebhooks
+	// fails with a configuration error.
+	PublicURL string
+	// SearchConsistencyWindow overrides DefaultSearchConsistencyWindow: how long after a create
+	// request whose outcome is unknown Jira's search may still miss the issue (see
+	// DrainFindingQueue).
+	SearchConsistencyWindow time.Duration
 }
 
 // Activities implements every activity of the connection workflow. Create it with New; one value
@@ -64,6 +72,9 @@ type Activities struct {
 	version     string
 	now         func() time.Time
 	callTimeout time.Duration
+	// publicURL and searchWindow serve finding sync (findingsync*.go).
+	publicURL    string
+	searchWindow time.Duration
 
 	alertsOpened   *prometheus.CounterVec
 	alertsResolved *prometheus.CounterVec
@@ -82,6 +93,7 @@ func New(d Deps) (*Activities, error) {
 	}
 	a := &Activities{
 		db: d.DB, conns: d.Connections, log: d.Log, version: d.Version, now: d.Now, callTimeout: d.JiraCallTimeout,
+		publicURL: d.PublicURL, searchWindow: d.SearchConsistencyWindow,
 		alertsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jiraconnect_alerts_opened_total",
 			Help: "Alerts opened, by kind. Opening an alert that is already open is not counted.",
@@ -103,6 +115,9 @@ func New(d Deps) (*Activities, error) {
 	}
 	if a.callTimeout <= 0 {
 		a.callTimeout = DefaultJiraCallTimeout
+	}
+	if a.searchWindow <= 0 {
+		a.searchWindow = DefaultSearchConsistencyWindow
 	}
 	if d.Registerer != nil {
 		for _, c := range a.Collectors() {
@@ -135,6 +150,12 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 		NameTestConnection:     a.TestConnection,
 		NameRevokeCleanup:      a.RevokeCleanup,
 		NameRetentionPurge:     a.RetentionPurge,
+
+		NameDrainFindingQueue:     a.DrainFindingQueue,
+		NameApplyJiraChanges:      a.ApplyJiraChanges,
+		NameReconcileLinkedIssues: a.ReconcileLinkedIssues,
+		NameRegisterWebhooks:      a.RegisterWebhooks,
+		NameRefreshWebhooks:       a.RefreshWebhooks,
 	} {
 		r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 	}

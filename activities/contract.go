@@ -47,6 +47,9 @@ type ConnectionSnapshot struct {
 	// LastSuccessAt is the last successful sync recorded in Postgres (nil if never).
 	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
 	CreatedAt     time.Time  `json:"created_at"`
+	// FindingSync reports whether finding ⇄ issue sync is configured: the workflow then drains the
+	// finding queue, reconciles linked issues and keeps its dynamic webhook registered.
+	FindingSync bool `json:"finding_sync,omitempty"`
 }
 
 // SyncInput asks for one evidence sync.

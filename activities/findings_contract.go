@@ -35,8 +35,16 @@ type JiraIssueChange struct {
 // DrainInput asks for one batch of the connection's finding queue to be pushed to Jira.
 type DrainInput struct {
 	ConnectionRef
-	// Max bounds the findings handled in this call (0: DefaultDrainBatch).
+	// Max bounds the findings handled in this call (0: DefaultDrainBatch; at most MaxDrainBatch).
 	Max int `json:"max,omitempty"`
+	// WorkflowID and Seq name the drain for its connector_runs row: with WorkflowID set, the
+	// row's idempotency key is "<workflow id>/finding_push/<seq>", so Seq must number the
+	// connection's drains (monotonic, carried across continue-as-new). Without WorkflowID the key
+	// is derived from the activity's own identity (workflow id, run id, activity id), which is
+	// stable across the activity's retries. RunID is recorded on the row.
+	WorkflowID string `json:"workflow_id,omitempty"`
+	RunID      string `json:"run_id,omitempty"`
+	Seq        int64  `json:"seq,omitempty"`
 }
 
 // DefaultDrainBatch is the default batch size of DrainFindingQueue.
@@ -53,6 +61,11 @@ type DrainResult struct {
 	Remaining int        `json:"remaining"`
 	NextDue   *time.Time `json:"next_due,omitempty"`
 	JiraCalls int        `json:"jira_calls"`
+	// Delayed counts items put back with a later due time (rate limit, transient Jira failure,
+	// waiting for Jira's search to confirm an unconfirmed create). RateLimited is set when Jira
+	// rate-limited the batch, which then stopped early.
+	Delayed     int  `json:"delayed"`
+	RateLimited bool `json:"rate_limited,omitempty"`
 }
 
 // ApplyInput hands inbound issue changes to ApplyJiraChanges (in delivery order).
@@ -74,6 +87,11 @@ type ReconcileResult struct {
 	Examined  int `json:"examined"`
 	Applied   int `json:"applied"`
 	JiraCalls int `json:"jira_calls"`
+	// Requeued counts findings queued for a push because their own change was newer than what
+	// Jira showed. Truncated is set when the page bound was reached: the pass stopped at the last
+	// issue it saw and the next pass continues from there.
+	Requeued  int  `json:"requeued,omitempty"`
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // WebhookResult reports dynamic webhook registration or refresh.

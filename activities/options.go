@@ -96,3 +96,74 @@ func RetentionOptions() workflow.ActivityOptions {
 		},
 	}
 }
+
+// findingHeartbeat exceeds the longest gap between two heartbeats of the finding-sync activities:
+// one transition, which may walk a multi-hop workflow within twice the per-call timeout.
+const findingHeartbeat = 2*DefaultJiraCallTimeout + 15*time.Second
+
+// DrainOptions are for DrainFindingQueue. A batch of DefaultDrainBatch findings is at most a few
+// Jira calls each; rate limits and transient Jira failures are handled inside the queue (items are
+// delayed, the activity succeeds), so a retry here means Postgres or the worker failed. Re-running
+// a drain is safe: creation is exactly-once and transitions are idempotent. Re-auth, revoked and
+// configuration errors are not retried; the workflow waits for re-authorization.
+func DrainOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    findingHeartbeat,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        5 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        5 * time.Minute,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}
+
+// ApplyOptions are for ApplyJiraChanges: Postgres only, idempotent (duplicates and stale reports
+// are ignored), and a lost inbound change would leave the finding behind until reconciliation, so
+// it retries without an attempt limit like the state activities.
+func ApplyOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}
+
+// ReconcileOptions are for ReconcileLinkedIssues: at most 10 search calls plus Postgres writes.
+// A failed pass is simply tried again by the next periodic pass, so retries are few.
+func ReconcileOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    findingHeartbeat,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        10 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        5 * time.Minute,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}
+
+// WebhookOptions are for RegisterWebhooks and RefreshWebhooks: four Jira calls at most. They run
+// days ahead of the 30-day expiry, so retries can back off generously.
+func WebhookOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 3 * time.Minute,
+		HeartbeatTimeout:    DefaultJiraCallTimeout + 15*time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        30 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Minute,
+			MaximumAttempts:        6,
+			NonRetryableErrorTypes: nonRetryable,
+		},
+	}
+}

@@ -34,6 +34,7 @@ func (a *Activities) LoadConnection(ctx context.Context, ref ConnectionRef) (Con
 		Revoked:        conn.Status == connections.StatusRevoked || conn.DeletedAt != nil,
 		SyncCadence:    conn.Config.SyncCadence.D(),
 		StaleThreshold: conn.Config.StaleThreshold.D(),
+		FindingSync:    conn.Config.FindingSync != nil,
 		LastSuccessAt:  utcPtr(conn.LastSuccessAt),
 		CreatedAt:      conn.CreatedAt.UTC(),
 	}, nil

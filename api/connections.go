@@ -253,7 +253,11 @@ func (s *Server) createConnection(c echo.Context) error {
 		return fmt.Errorf("create connection: %w", err)
 	}
 	view := viewOf(conn)
-	view.Webhook = s.webhookView(conn.ID, hook)
+	if kind != connections.KindCloudOAuth {
+		// OAuth connections register a dynamic webhook themselves (with its own URL secret) once
+		// finding sync is on; token and PAT connections need an admin to register this one.
+		view.Webhook = s.webhookView(conn.ID, hook)
+	}
 	if kind == connections.KindCloudOAuth {
 		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, jira.Scopes(jira.Features{})); err != nil {
 			return err
@@ -286,7 +290,11 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	if conn.Status == connections.StatusRevoked {
 		return requireStatus(conn, connections.StatusActive)
 	}
-	hook, err := connections.NewWebhookSecrets(conn.Kind != connections.KindCloudOAuth)
+	if conn.Kind == connections.KindCloudOAuth {
+		return &Error{Status: http.StatusConflict, Code: "dynamic_webhook",
+			Message: "OAuth connections use a dynamic webhook that jiraconnect registers and rotates itself"}
+	}
+	hook, err := connections.NewWebhookSecrets(true)
 	if err != nil {
 		return err
 	}

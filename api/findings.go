@@ -389,6 +389,12 @@ func (s *Server) putFindingSync(c echo.Context) error {
 			meta["project_key"] = next.ProjectKey
 			meta["severity_threshold"] = string(next.SeverityThreshold)
 		}
+		if next != nil {
+			// Findings whose push failed for configuration reasons get another chance.
+			if _, err := q.EnqueueErroredLinks(ctx, conn.ID); err != nil {
+				return err
+			}
+		}
 		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.finding_sync_configure",
 			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c), Metadata: meta})
 		return err
@@ -398,6 +404,9 @@ func (s *Server) putFindingSync(c echo.Context) error {
 	}
 	if err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalConfigChanged, nil); err != nil {
 		s.log.WarnContext(ctx, "config-changed signal not delivered", "connection_id", conn.ID, "err", err)
+	}
+	if next != nil {
+		s.nudge(ctx, []uuid.UUID{conn.ID})
 	}
 	return c.JSON(http.StatusOK, viewOf(conn))
 }

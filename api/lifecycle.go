@@ -25,8 +25,10 @@ import (
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
-// updateTimeout bounds how long an API call waits for the workflow to answer an update.
-const updateTimeout = 60 * time.Second
+// updateWait bounds how long an API call waits for a workflow update's result; it stays below
+// the server's write timeout. An update that is accepted but not finished by then keeps running
+// in the workflow (errUpdatePending).
+const updateWait = 45 * time.Second
 
 // startWorkflow starts the connection's workflow. The id is derived from the connection, and a
 // closed workflow's id is never reused, so a duplicate start is harmless and a revoked
@@ -54,13 +56,16 @@ func (s *Server) startWorkflow(ctx context.Context, orgID, connID uuid.UUID) err
 // update sends a workflow update and waits for its result. A validator rejection becomes 409
 // with the workflow's reason; a missing workflow becomes errNoWorkflow.
 func (s *Server) update(ctx context.Context, conn connections.Connection, name string, result any, args ...any) error {
-	ctx, cancel := context.WithTimeout(ctx, updateTimeout)
-	defer cancel()
 	h, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: conn.WorkflowID, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+		WorkflowID: conn.WorkflowID, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageAccepted,
 	})
 	if err == nil {
-		err = h.Get(ctx, result)
+		wctx, cancel := context.WithTimeout(ctx, updateWait)
+		err = h.Get(wctx, result)
+		cancel()
+		if err != nil && wctx.Err() != nil && ctx.Err() == nil {
+			return errUpdatePending
+		}
 	}
 	if err == nil {
 		return nil
@@ -77,6 +82,9 @@ func (s *Server) update(ctx context.Context, conn connections.Connection, name s
 }
 
 var errNoWorkflow = errors.New("connection workflow is not running")
+
+// errUpdatePending: the workflow accepted the update and is still carrying it out.
+var errUpdatePending = errors.New("workflow update still running")
 
 func (s *Server) syncNow(c echo.Context) error {
 	conn, err := s.loadConnection(c)
@@ -116,6 +124,10 @@ func (s *Server) testConnection(c echo.Context) error {
 	}
 	var res activities.TestResult
 	if err := s.update(c.Request().Context(), conn, workflows.UpdateTest, &res); err != nil {
+		if errors.Is(err, errUpdatePending) {
+			return &Error{Status: http.StatusGatewayTimeout, Code: "test_still_running",
+				Message: "the connection test is still running (Jira is slow to answer); its result will appear in GET /v1/connections/{id}/runs"}
+		}
 		if errors.Is(err, errNoWorkflow) {
 			return &Error{Status: http.StatusConflict, Code: "workflow_not_running", Message: "the connection's workflow is not running"}
 		}
@@ -264,6 +276,11 @@ func (s *Server) revokeConnection(c echo.Context) error {
 				ConnectionRef: activities.ConnectionRef{OrgID: conn.OrgID, ConnectionID: conn.ID},
 				ActorType:     "api_key", ActorID: principal(c).KeyID.String(),
 			})
+		}
+		if errors.Is(err, errUpdatePending) {
+			// The workflow stops the in-flight sync and cleans up on its own; the row shows
+			// "revoked" once it has.
+			return c.JSON(http.StatusAccepted, map[string]any{"connection_id": conn.ID, "status": "revoking"})
 		}
 		if err != nil {
 			return err

@@ -75,7 +75,8 @@ func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Core, 
 	}
 	m := metrics.New(log)
 	conns := &connections.Service{DB: d, Sealer: sealer, OAuth: oauth, Log: log}
-	acts, err := activities.New(activities.Deps{DB: d, Connections: conns, Log: log, Version: Version, Registerer: m.Registry})
+	acts, err := activities.New(activities.Deps{DB: d, Connections: conns, Log: log, Version: Version, Registerer: m.Registry,
+		PublicURL: cfg.PublicURL.String()})
 	if err != nil {
 		d.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -52,7 +53,10 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
+
+// newStackWith starts a stack with extra environment variables (e.g. WEBHOOK_ALLOWED_CIDRS).
+func newStackWith(t *testing.T, extra map[string]string) *stack {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cloud := jirasim.NewServer(jirasim.Options{Flavor: jirasim.Cloud, Logger: quiet, RandSeed: 1})
@@ -81,6 +85,9 @@ func newStack(t *testing.T) *stack {
 		"JIRA_AUTH_URL":            cloud.URL,
 		"JIRA_API_URL":             cloud.URL,
 	}
+	for k, v := range extra {
+		env[k] = v
+	}
 	cfg, err := config.LoadFrom(func(k string) (string, bool) { v, ok := env[k]; return v, ok })
 	if err != nil {
 		t.Fatal(err)
@@ -102,6 +109,9 @@ func newStack(t *testing.T) *stack {
 	go func() { done <- core.RunAPI(ctx, tc) }()
 	go func() { done <- core.RunWorker(ctx, tc) }()
 	t.Cleanup(func() {
+		if path := os.Getenv("E2E_LOG_FILE"); path != "" {
+			_ = os.WriteFile(path, []byte(logs.String()), 0o600)
+		}
 		if t.Failed() {
 			out := logs.String()
 			if len(out) > 20000 {

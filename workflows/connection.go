@@ -63,6 +63,11 @@ const (
 // server's history-size suggestion never comes (about 100 days at the default cadence).
 const DefaultMaxSyncsPerRun = 100
 
+// DefaultMaxFindingOpsPerRun bounds the finding activities of one run the same way. Each adds
+// about half a dozen events, so a run stays far below Temporal's history limits even while a
+// queue of 10,000 findings drains (400 batches of 25, spread over several runs).
+const DefaultMaxFindingOpsPerRun = 300
+
 // ConnectionInput starts a connection workflow. It carries ids only — never a credential: the
 // activities load and unseal credentials themselves, so no secret enters workflow history.
 type ConnectionInput struct {
@@ -71,6 +76,14 @@ type ConnectionInput struct {
 	// MaxSyncsPerRun makes the run continue as new after that many syncs (0:
 	// DefaultMaxSyncsPerRun).
 	MaxSyncsPerRun int `json:"max_syncs_per_run,omitempty"`
+	// MaxFindingOpsPerRun makes the run continue as new after that many finding activities (0:
+	// DefaultMaxFindingOpsPerRun).
+	MaxFindingOpsPerRun int `json:"max_finding_ops_per_run,omitempty"`
+	// ReconcileInterval is the period of reconciliation (0: DefaultReconcileInterval) and
+	// WebhookRefreshInterval that of the dynamic webhook refresh (0:
+	// DefaultWebhookRefreshInterval). Tests and operators may shorten them.
+	ReconcileInterval      time.Duration `json:"reconcile_interval,omitempty"`
+	WebhookRefreshInterval time.Duration `json:"webhook_refresh_interval,omitempty"`
 	// Carried is the previous run's state when the workflow continued as new; nil for a new
 	// connection.
 	Carried *Carried `json:"carried,omitempty"`
@@ -107,6 +120,24 @@ type ConnectionState struct {
 	LastError      string        `json:"last_error,omitempty"`
 	SyncCadence    time.Duration `json:"sync_cadence"`
 	StaleThreshold time.Duration `json:"stale_threshold"`
+
+	// Finding sync: whether it is configured, the work the workflow knows of (ids and counts
+	// only), the finding activity in flight, its deadlines and its last error.
+	FindingSync            bool       `json:"finding_sync"`
+	FindingQueuePending    bool       `json:"finding_queue_pending"`
+	FindingQueueNextDue    *time.Time `json:"finding_queue_next_due,omitempty"`
+	PendingInboundChanges  int        `json:"pending_inbound_changes"`
+	ReconcileNeeded        bool       `json:"reconcile_needed"`
+	FindingOpInProgress    string     `json:"finding_op_in_progress,omitempty"`
+	NextFindingOpAt        *time.Time `json:"next_finding_op_at,omitempty"`
+	LastReconcileAt        *time.Time `json:"last_reconcile_at,omitempty"`
+	WebhookRegisterPending bool       `json:"webhook_register_pending"`
+	WebhooksRefreshedAt    *time.Time `json:"webhooks_refreshed_at,omitempty"`
+	WebhooksSkipped        bool       `json:"webhooks_skipped"`
+	FindingBackoffUntil    *time.Time `json:"finding_backoff_until,omitempty"`
+	FindingErrorOp         string     `json:"finding_error_op,omitempty"`
+	FindingErrorType       string     `json:"finding_error_type,omitempty"`
+	FindingError           string     `json:"finding_error,omitempty"`
 }
 
 // stateView is the query's answer for s.
@@ -118,17 +149,27 @@ func stateView(s State) ConnectionState {
 		Seq: s.Seq, PendingSyncSeq: s.PendingSeq, SyncInProgress: s.RunningSeq != 0, RunningSyncSeq: s.RunningSeq,
 		LastOutcome: s.LastOutcome, LastErrorType: s.LastErrorType, LastError: s.LastError,
 		SyncCadence: s.SyncCadence, StaleThreshold: s.StaleThreshold,
+
+		FindingSync: s.FindingSync, FindingQueuePending: s.QueuePending, FindingQueueNextDue: timePtr(s.QueueNextDue),
+		PendingInboundChanges: len(s.Inbound), ReconcileNeeded: s.ReconcileNeeded,
+		FindingOpInProgress: s.FindingRunning, NextFindingOpAt: timePtr(s.NextFindingAt),
+		LastReconcileAt: timePtr(s.LastReconcileAt), WebhookRegisterPending: s.WebhookRegisterPending,
+		WebhooksRefreshedAt: timePtr(s.WebhooksAt), WebhooksSkipped: s.WebhooksSkipped,
+		FindingBackoffUntil: timePtr(s.FindingBackoffUntil),
+		FindingErrorOp:      s.FindingErrorOp, FindingErrorType: s.FindingErrorType, FindingError: s.FindingError,
 	}
 }
 
 // ConnectionWorkflow is the long-lived workflow of one Jira connection: it owns the sync
-// schedule, stale detection, re-authorization waits and revocation (see Step for the rules).
+// schedule, stale detection, re-authorization waits, revocation and the finding ⇄ issue sync
+// (see Step for the rules).
 //
-// It is a thin loop around the state machine: every event (timer, sync result, signal, update,
-// loaded configuration) goes through Step with the workflow's time, and the returned commands are
-// executed in order. Only the evidence sync runs concurrently with the loop, so updates and
-// signals are answered while Jira is slow; the Postgres-only activities run one at a time, which
-// keeps the stored state in the order the machine decided it.
+// It is a thin loop around the state machine: every event (timer, sync or finding activity
+// result, signal, update, loaded configuration) goes through Step with the workflow's time, and
+// the returned commands are executed in order. Only the evidence sync and the one finding
+// activity the machine allows at a time run concurrently with the loop, so updates and signals are
+// answered while Jira is slow and neither lane waits for the other; the Postgres-only activities
+// run one at a time, which keeps the stored state in the order the machine decided it.
 func ConnectionWorkflow(ctx workflow.Context, in ConnectionInput) error {
 	if in.OrgID == uuid.Nil || in.ConnectionID == uuid.Nil {
 		return temporal.NewNonRetryableApplicationError("connection workflow needs org and connection ids", "invalid_input", nil)
@@ -162,18 +203,24 @@ type runner struct {
 	syncSeq    int64
 	cancelSync workflow.CancelFunc
 
+	finding       workflow.Future
+	findingOp     string
+	cancelFinding workflow.CancelFunc
+
 	timer       workflow.Future
 	timerAt     time.Time
 	cancelTimer workflow.CancelFunc
 
-	configCh, revokeCh workflow.ReceiveChannel
+	configCh, revokeCh         workflow.ReceiveChannel
+	findingsPendingCh, issueCh workflow.ReceiveChannel
 
-	syncsThisRun int
-	canceled     bool  // the workflow itself was canceled (revoke by cancellation)
-	revokeDone   bool  // the revoke cleanup ran
-	revokeErr    error // and failed
-	ended        bool  // CmdEnd ran
-	failErr      error
+	syncsThisRun      int
+	findingOpsThisRun int
+	canceled          bool  // the workflow itself was canceled (revoke by cancellation)
+	revokeDone        bool  // the revoke cleanup ran
+	revokeErr         error // and failed
+	ended             bool  // CmdEnd ran
+	failErr           error
 }
 
 type ticketed struct {
@@ -183,12 +230,16 @@ type ticketed struct {
 
 func newRunner(ctx workflow.Context, in ConnectionInput) *runner {
 	loopCtx, cancel := workflow.WithCancel(ctx)
+	s := NewState(in.OrgID, in.ConnectionID, in.Carried)
+	s.ReconcileInterval, s.WebhookRefreshInterval = in.ReconcileInterval, in.WebhookRefreshInterval
 	return &runner{
 		ctx: ctx, loopCtx: loopCtx, cancelLoop: cancel, in: in,
-		s:        NewState(in.OrgID, in.ConnectionID, in.Carried),
-		log:      workflow.GetLogger(ctx),
-		configCh: workflow.GetSignalChannel(ctx, SignalConfigChanged),
-		revokeCh: workflow.GetSignalChannel(ctx, SignalRevoke),
+		s:                 s,
+		log:               workflow.GetLogger(ctx),
+		configCh:          workflow.GetSignalChannel(ctx, SignalConfigChanged),
+		revokeCh:          workflow.GetSignalChannel(ctx, SignalRevoke),
+		findingsPendingCh: workflow.GetSignalChannel(ctx, SignalFindingsPending),
+		issueCh:           workflow.GetSignalChannel(ctx, SignalJiraIssueChanged),
 	}
 }
 
@@ -318,6 +369,9 @@ func (r *runner) run() error {
 		case r.sync != nil && r.sync.IsReady():
 			r.finishSync()
 			continue
+		case r.finding != nil && r.finding.IsReady():
+			r.finishFinding()
+			continue
 		case r.timer != nil && r.timer.IsReady():
 			r.timer, r.cancelTimer, r.timerAt = nil, nil, time.Time{}
 			r.apply(TimerFired{})
@@ -328,7 +382,7 @@ func (r *runner) run() error {
 				r.apply(Drain{})
 				continue
 			}
-			if r.sync == nil && workflow.AllHandlersFinished(r.ctx) {
+			if r.idle() && workflow.AllHandlersFinished(r.ctx) {
 				return r.continueAsNew()
 			}
 		}
@@ -341,15 +395,34 @@ func (r *runner) run() error {
 // woken says the loop has something to do.
 func (r *runner) woken() bool {
 	return len(r.queue) > 0 || r.configCh.Len() > 0 || r.revokeCh.Len() > 0 ||
-		(r.sync != nil && r.sync.IsReady()) || (r.timer != nil && r.timer.IsReady()) ||
-		(r.wantContinueAsNew() && (!r.s.Draining || (r.sync == nil && workflow.AllHandlersFinished(r.ctx))))
+		r.findingsPendingCh.Len() > 0 || r.issueCh.Len() > 0 ||
+		(r.sync != nil && r.sync.IsReady()) || (r.finding != nil && r.finding.IsReady()) ||
+		(r.timer != nil && r.timer.IsReady()) ||
+		(r.wantContinueAsNew() && (!r.s.Draining || (r.idle() && workflow.AllHandlersFinished(r.ctx))))
 }
 
+// idle: no activity of either lane in flight.
+func (r *runner) idle() bool { return r.sync == nil && r.finding == nil }
+
 // drainSignals feeds every buffered signal to the machine; it reports whether there was one.
+// Continue-as-new only happens after a call that found none, so no signal is ever lost with a
+// run: what it asked for is in the carried state.
 func (r *runner) drainSignals() bool {
 	got := false
 	for r.configCh.ReceiveAsync(nil) {
 		r.apply(ConfigChanged{})
+		got = true
+	}
+	for r.findingsPendingCh.ReceiveAsync(nil) {
+		r.apply(FindingsPending{})
+		got = true
+	}
+	for {
+		var change JiraIssueChange
+		if !r.issueCh.ReceiveAsync(&change) {
+			break
+		}
+		r.apply(JiraIssueChanged{Change: change})
 		got = true
 	}
 	for {
@@ -393,11 +466,17 @@ func (r *runner) wantContinueAsNew() bool {
 	if limit <= 0 {
 		limit = DefaultMaxSyncsPerRun
 	}
-	return r.syncsThisRun >= limit || workflow.GetInfo(r.ctx).GetContinueAsNewSuggested()
+	findingLimit := r.in.MaxFindingOpsPerRun
+	if findingLimit <= 0 {
+		findingLimit = DefaultMaxFindingOpsPerRun
+	}
+	return r.syncsThisRun >= limit || r.findingOpsThisRun >= findingLimit ||
+		workflow.GetInfo(r.ctx).GetContinueAsNewSuggested()
 }
 
 // continueAsNew starts the next run with the carried state. The loop only gets here with no
-// sync in flight, no queued command, no buffered signal and every handler finished.
+// sync or finding activity in flight, no queued command, no buffered signal and every handler
+// finished.
 func (r *runner) continueAsNew() error {
 	next := r.in
 	carried := r.s.Carry()
@@ -436,14 +515,53 @@ func (r *runner) finishSync() {
 		// has moved on or is about to. A cancellation nobody asked for is a failed sync below,
 		// so the machine never waits for a sync that is gone.
 	default:
-		typ, msg := classify(err)
+		typ, msg := classify(err, "the sync")
 		r.apply(SyncFinished{Seq: seq, ErrorType: typ, Message: msg})
 	}
 }
 
+// finishFinding turns the finding activity's result into a FindingFinished event. Only ids and
+// counts go into the event (and so into the state).
+func (r *runner) finishFinding() {
+	f, op := r.finding, r.findingOp
+	r.finding, r.findingOp, r.cancelFinding = nil, "", nil
+	ev := FindingFinished{Op: op}
+	var err error
+	switch op {
+	case FindingOpDrain:
+		var res activities.DrainResult
+		if err = f.Get(r.ctx, &res); err == nil {
+			ev.Remaining = res.Remaining
+			ev.Handled = res.Created + res.Transitions + res.Unchanged + res.Failed
+			if res.NextDue != nil {
+				ev.NextDue = *res.NextDue
+			}
+		}
+	case FindingOpRegister, FindingOpRefresh:
+		var res activities.WebhookResult
+		if err = f.Get(r.ctx, &res); err == nil {
+			ev.Skipped = res.Skipped
+			if res.ExpiresAt != nil {
+				ev.ExpiresAt = *res.ExpiresAt
+			}
+		}
+	default:
+		// ApplyResult and ReconcileResult carry counts for the history only.
+		err = f.Get(r.ctx, nil)
+	}
+	if err != nil {
+		if temporal.IsCanceledError(err) && (r.s.Ended || r.ctx.Err() != nil) {
+			return // stopped by a revoke, as for a sync
+		}
+		ev.ErrorType, ev.Message = classify(err, "the "+op+" activity")
+	}
+	r.apply(ev)
+}
+
 // classify maps an activity failure onto the contract's error types. Unknown types (a plain Go
-// error becomes an application error named after its Go type) count as transient.
-func classify(err error) (string, string) {
+// error becomes an application error named after its Go type) count as transient. what names the
+// activity in a timeout's message.
+func classify(err error, what string) (string, string) {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		switch t := appErr.Type(); t {
@@ -455,7 +573,7 @@ func classify(err error) (string, string) {
 	}
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
-		return activities.ErrTypeTransient, "the sync timed out (" + timeout.TimeoutType().String() + ")"
+		return activities.ErrTypeTransient, what + " timed out (" + timeout.TimeoutType().String() + ")"
 	}
 	return activities.ErrTypeTransient, err.Error()
 }
@@ -496,6 +614,17 @@ func (r *runner) exec(cmd Command) {
 		})
 		r.syncSeq, r.cancelSync = c.Seq, cancel
 		r.syncsThisRun++
+	case CmdStartFinding:
+		r.startFinding(c)
+	case CmdCancelFinding:
+		if r.finding != nil {
+			r.cancelFinding()
+			// WaitForCancellation, as for the sync: the cleanup never races a drain writing
+			// to Jira or Postgres.
+			dctx, _ := workflow.NewDisconnectedContext(r.ctx)
+			_ = r.finding.Get(dctx, nil)
+			r.finding, r.findingOp, r.cancelFinding = nil, "", nil
+		}
 	case CmdCancelSync:
 		if r.sync != nil {
 			r.cancelSync()
@@ -540,6 +669,39 @@ func (r *runner) exec(cmd Command) {
 	case CmdEnd:
 		r.ended = true
 	}
+}
+
+// startFinding starts the finding activity of c without waiting for it. Inputs carry the
+// connection's ids (and, for an apply, the inbound changes: issue ids, statuses and delivery ids)
+// — never finding content or credentials.
+func (r *runner) startFinding(c CmdStartFinding) {
+	fctx, cancel := workflow.WithCancel(r.loopCtx)
+	fctx = workflow.WithActivityOptions(fctx, findingOptions(c.Op))
+	var f workflow.Future
+	switch c.Op {
+	case FindingOpApply:
+		f = workflow.ExecuteActivity(fctx, acts.ApplyJiraChanges, activities.ApplyInput{ConnectionRef: r.ref(), Changes: c.Changes})
+	case FindingOpDrain:
+		info := workflow.GetInfo(r.ctx)
+		f = workflow.ExecuteActivity(fctx, acts.DrainFindingQueue, activities.DrainInput{
+			ConnectionRef: r.ref(), Max: activities.DefaultDrainBatch,
+			WorkflowID: info.WorkflowExecution.ID, RunID: info.WorkflowExecution.RunID, Seq: c.Seq,
+		})
+	case FindingOpReconcile:
+		f = workflow.ExecuteActivity(fctx, acts.ReconcileLinkedIssues, r.ref())
+	case FindingOpRegister:
+		f = workflow.ExecuteActivity(fctx, acts.RegisterWebhooks, r.ref())
+	case FindingOpRefresh:
+		f = workflow.ExecuteActivity(fctx, acts.RefreshWebhooks, r.ref())
+	default:
+		// Unreachable: the machine only asks for the operations above. Reporting a failure
+		// keeps it from waiting for an activity that never started.
+		cancel()
+		r.apply(FindingFinished{Op: c.Op, ErrorType: activities.ErrTypeInvalidInput, Message: "unknown finding operation " + c.Op})
+		return
+	}
+	r.finding, r.findingOp, r.cancelFinding = f, c.Op, cancel
+	r.findingOpsThisRun++
 }
 
 // book runs a Postgres-only activity and waits for it. Such activities retry until they

@@ -49,6 +49,8 @@ type world struct {
 	tests    int
 	attrs    []string
 	events   []string // ordered log of the interesting moments
+
+	findings *findingStubs // the finding-sync activities (findings_connection_test.go)
 }
 
 type syncCall struct {
@@ -98,7 +100,11 @@ func newWorld(t *testing.T) *world {
 		}
 		w.record(&w.attrs, fmt.Sprintf("%s stale=%t reauth=%t", status, stale, reauth))
 	}).Return(nil)
+	w.findings = newFindingStubs(w)
 	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, args converter.EncodedValues) {
+		if w.findings.started(info, args) {
+			return
+		}
 		if info.ActivityType.Name != activities.NameSyncEvidence {
 			return
 		}

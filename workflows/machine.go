@@ -99,6 +99,9 @@ type Carried struct {
 	PendingTrigger string `json:"pending_trigger,omitempty"`
 	// ConfigReloadPending is set by a config-changed signal until the reload lands.
 	ConfigReloadPending bool `json:"config_reload_pending,omitempty"`
+
+	// FindingCarried is the finding-sync state (findings_machine.go).
+	FindingCarried
 }
 
 // State is the connection workflow's whole state.
@@ -124,6 +127,21 @@ type State struct {
 	// there is none). They are recomputed after every event.
 	NextSyncAt time.Time
 	StaleAt    time.Time
+
+	// ReconcileInterval and WebhookRefreshInterval come from the workflow input (zero: the
+	// defaults).
+	ReconcileInterval      time.Duration
+	WebhookRefreshInterval time.Duration
+	// FindingRunning is the finding operation in flight ("" when the lane is idle) and
+	// LastFindingOp the one that ran last (for fairness).
+	FindingRunning string
+	LastFindingOp  string
+	// Applying is the batch of inbound changes the apply in flight was given, put back into the
+	// buffer if it fails. Not carried: a run continues as new only when no activity is in flight.
+	Applying []activities.JiraIssueChange
+	// NextFindingAt is when the next finding operation is due (zero: none, or the lane is busy
+	// or may not run). Recomputed after every event.
+	NextFindingAt time.Time
 }
 
 // NewState returns the state a run starts from: fresh for a new connection, or carried over
@@ -152,6 +170,9 @@ func (s State) Wake() time.Time {
 	}
 	if !s.StaleAt.IsZero() && (w.IsZero() || s.StaleAt.Before(w)) {
 		w = s.StaleAt
+	}
+	if !s.NextFindingAt.IsZero() && (w.IsZero() || s.NextFindingAt.Before(w)) {
+		w = s.NextFindingAt
 	}
 	return w
 }
@@ -288,6 +309,8 @@ type step struct {
 	actions     []string
 	forceAttrs  bool
 	start       *CmdStartSync
+	// startFinding is the finding operation to start, after the sync.
+	startFinding *CmdStartFinding
 }
 
 // Step applies ev at time now and returns the new state and the commands to execute. The rules:
@@ -314,6 +337,28 @@ type step struct {
 //   - Sync requests (sync-now, re-authorization) get the next Seq at once and coalesce into one
 //     pending sync, which starts as soon as nothing runs; Seq only grows, across runs.
 //   - A revoke cancels the sync in flight, runs the cleanup and ends; everything after is ignored.
+//
+// Finding ⇄ issue sync (findings_machine.go) runs in its own lane, one activity at a time, next
+// to the sync and never waiting for it:
+//
+//   - findings-pending sets QueuePending; a Jira issue change is buffered (at most
+//     MaxInboundBuffer; on overflow the buffer is dropped and a reconciliation requested).
+//   - While the connection is active and loaded (and the run is not draining for
+//     continue-as-new), the lane runs what is due, in the order apply (the whole inbound buffer in
+//     one ApplyJiraChanges), register webhooks, reconcile, drain, refresh webhooks — except that
+//     the operation that ran last yields to any other due one, so nothing starves. A drain repeats
+//     while it reports due items; a reported NextDue becomes a deadline of the machine's single
+//     timer.
+//   - With finding sync configured, reconciliation is due every ReconcileInterval (at once when
+//     it never ran or inbound changes were dropped) and drains the queue too; RegisterWebhooks
+//     runs once per configuration (a fresh workflow, finding sync turned on, off or reconfigured)
+//     and RefreshWebhooks every WebhookRefreshInterval (earlier if Jira's expiry is sooner).
+//   - A finding activity that failed for good asks again for what it consumed, and: reauth_required
+//     → needs_reauth exactly as for a sync (no finding or sync work until re-authorization);
+//     revoked → end; config → recorded as the connection's last error and tried again after a
+//     ReconcileInterval or at once on a configuration change; anything else → exponential backoff
+//     (1m … 15m) before that lane tries again. Webhook operations back off separately, so a
+//     webhook problem never stops the queue.
 func Step(s State, ev Event, now time.Time) (State, []Command) {
 	if s.Ended {
 		return s, nil
@@ -323,6 +368,7 @@ func Step(s State, ev Event, now time.Time) (State, []Command) {
 	switch e := ev.(type) {
 	case Started:
 		st.s.Loaded, st.s.RunningSeq, st.s.RunningTrigger, st.s.Draining = false, 0, "", false
+		st.s.FindingRunning, st.s.LastFindingOp = "", ""
 		st.early = append(st.early, CmdLoad{})
 	case Loaded:
 		if e.Snapshot.Revoked || e.Snapshot.Status == StatusRevoked {
@@ -353,6 +399,19 @@ func Step(s State, ev Event, now time.Time) (State, []Command) {
 		return st.endRevoked(nil)
 	case Drain:
 		st.s.Draining = true
+	case FindingsPending:
+		st.s.QueuePending = true
+	case JiraIssueChanged:
+		st.issueChanged(e.Change)
+	case FindingFinished:
+		if e.Op == "" || e.Op != st.s.FindingRunning {
+			return s, nil
+		}
+		st.findingFinished(e)
+		if e.ErrorType == activities.ErrTypeRevoked {
+			// The connection was revoked under the activity: the revoke cleaned up; end.
+			return st.endRevoked(nil)
+		}
 	}
 	st.settle()
 	return st.s, st.commands(before)
@@ -374,6 +433,7 @@ func (st *step) loaded(snap activities.ConnectionSnapshot) {
 	if snap.LastSuccessAt != nil && snap.LastSuccessAt.After(s.LastSuccessAt) {
 		s.LastSuccessAt = *snap.LastSuccessAt
 	}
+	st.loadedFindings(snap, !s.Initialized, s.ConfigReloadPending)
 	switch {
 	case !s.Initialized:
 		switch snap.Status {
@@ -417,6 +477,7 @@ func (st *step) reauthorize() {
 	st.s.Status = StatusActive
 	st.mirror = true
 	st.request(TriggerReauthorized)
+	st.reauthorizeFindings()
 }
 
 // finished applies the end of the running sync.
@@ -450,8 +511,10 @@ func (st *step) finished(e SyncFinished) {
 	st.early = append(st.early, CmdRecordFailure{Seq: e.Seq, ErrorType: e.ErrorType, Message: msg})
 	switch e.ErrorType {
 	case activities.ErrTypeReauthRequired:
-		s.Status = StatusNeedsReauth
-		st.actions = append(st.actions, ActionNeedsReauth)
+		if s.Status != StatusNeedsReauth { // a finding activity may have found out first
+			s.Status = StatusNeedsReauth
+			st.actions = append(st.actions, ActionNeedsReauth)
+		}
 	}
 }
 
@@ -462,6 +525,9 @@ func (st *step) endRevoked(cleanup *CmdRevokeCleanup) (State, []Command) {
 	cmds := append([]Command(nil), st.early...)
 	if st.s.RunningSeq != 0 {
 		cmds = append(cmds, CmdCancelSync{})
+	}
+	if st.s.FindingRunning != "" {
+		cmds = append(cmds, CmdCancelFinding{})
 	}
 	if cleanup != nil {
 		cmds = append(cmds, *cleanup)
@@ -475,6 +541,7 @@ func endedState(s State) State {
 	s.Status, s.Ended = StatusRevoked, true
 	s.RunningSeq, s.RunningTrigger, s.PendingSeq, s.PendingTrigger = 0, "", 0, ""
 	s.NextSyncAt, s.StaleAt = time.Time{}, time.Time{}
+	s.FindingRunning, s.NextFindingAt = "", time.Time{}
 	return s
 }
 
@@ -516,6 +583,7 @@ func (st *step) settle() {
 			s.NextSyncAt = s.scheduledSync()
 		}
 	}
+	st.settleFindings()
 }
 
 // commands orders the step's effects: records and resolutions, search attributes, the state
@@ -536,6 +604,9 @@ func (st *step) commands(before State) []Command {
 	cmds = append(cmds, st.late...)
 	if st.start != nil {
 		cmds = append(cmds, *st.start)
+	}
+	if st.startFinding != nil {
+		cmds = append(cmds, *st.startFinding)
 	}
 	return cmds
 }
@@ -600,6 +671,12 @@ func attrsOf(s State) CmdSearchAttributes {
 }
 
 func mirrorOf(s State, action string) activities.StateUpdate {
+	lastError, lastErrorKind := s.LastError, s.LastErrorType
+	if s.FindingErrorType != "" && (lastErrorKind == "" || lastErrorKind == ErrTypeNoData) {
+		// The sync is fine (or merely found no data): the finding sync's problem is the one a
+		// user must act on.
+		lastError, lastErrorKind = s.FindingError, s.FindingErrorType
+	}
 	return activities.StateUpdate{
 		ConnectionRef: activities.ConnectionRef{OrgID: s.OrgID, ConnectionID: s.ConnectionID},
 		Status:        s.Status,
@@ -607,8 +684,8 @@ func mirrorOf(s State, action string) activities.StateUpdate {
 		NextSyncAt:    timePtr(s.NextSyncAt),
 		LastSyncAt:    timePtr(s.LastAttemptAt),
 		LastSuccessAt: timePtr(s.LastSuccessAt),
-		LastError:     s.LastError,
-		LastErrorKind: s.LastErrorType,
+		LastError:     lastError,
+		LastErrorKind: lastErrorKind,
 		Action:        action,
 	}
 }

@@ -89,6 +89,17 @@ func describe(cmds []Command) []string {
 			out = append(out, "revoke-cleanup "+c.ActorType+"/"+c.ActorID)
 		case CmdEnd:
 			out = append(out, "end")
+		case CmdStartFinding:
+			switch c.Op {
+			case FindingOpApply:
+				out = append(out, fmt.Sprintf("finding apply %d", len(c.Changes)))
+			case FindingOpDrain:
+				out = append(out, fmt.Sprintf("finding drain %d", c.Seq))
+			default:
+				out = append(out, "finding "+c.Op)
+			}
+		case CmdCancelFinding:
+			out = append(out, "cancel-finding")
 		default:
 			out = append(out, fmt.Sprintf("unknown %T", c))
 		}

@@ -30,3 +30,24 @@ func testOptions() workflow.ActivityOptions { return activities.TestOptions() }
 // revokeOptions: the cleanup clears sealed credentials, so it retries until done; it runs in a
 // disconnected context and is not interrupted by the workflow's cancellation.
 func revokeOptions() workflow.ActivityOptions { return activities.RevokeOptions() }
+
+// findingOptions are for the finding activities: the activities package's recommendations (drains
+// and reconciliations retry a few times, applies until they succeed, webhooks back off
+// generously), plus WaitForCancellation, so that a revoke waits until the activity has stopped,
+// as for the sync. When the retries are exhausted the machine backs the lane off (findingBackoff)
+// instead of retrying in a loop.
+func findingOptions(op string) workflow.ActivityOptions {
+	var o workflow.ActivityOptions
+	switch op {
+	case FindingOpApply:
+		o = activities.ApplyOptions()
+	case FindingOpReconcile:
+		o = activities.ReconcileOptions()
+	case FindingOpRegister, FindingOpRefresh:
+		o = activities.WebhookOptions()
+	default:
+		o = activities.DrainOptions()
+	}
+	o.WaitForCancellation = true
+	return o
+}

@@ -53,6 +53,64 @@ func TestRecordHistories(t *testing.T) {
 	}
 	t.Run("lifecycle", func(t *testing.T) { recordLifecycle(ctx, t, srv, c) })
 	t.Run("continue-as-new-and-cancel", func(t *testing.T) { recordContinueAsNewAndCancel(ctx, t, srv, c) })
+	t.Run("finding-signals", func(t *testing.T) { recordFindingSignals(ctx, t, srv, c) })
+}
+
+// recordFindingSignals: the finding lane driven by its signals only (the connection's snapshot
+// does not say finding sync is on, so nothing periodic runs): a findings-pending nudge drains the
+// queue in batches and sleeps until a delayed item is due, inbound changes are applied in a
+// batch, a drain that needs re-authorization stops the work until the reauthorized update,
+// changes received meanwhile are applied then, and a revoke ends it.
+func recordFindingSignals(ctx context.Context, t *testing.T, srv *temporaltest.TestServer, c client.Client) {
+	f := newScripted(time.Hour, 2*time.Hour)
+	f.startWorker(srv, "record-findings")
+	conn := uuid.MustParse("8e3b5c2d-7f4a-4b6c-9dae-1f2a3b4c5d33")
+	id := WorkflowID(conn)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "record-findings"},
+		ConnectionWorkflow, ConnectionInput{OrgID: testOrg, ConnectionID: conn})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, c, id, "first sync", func(s ConnectionState) bool { return s.Seq == 1 && !s.SyncInProgress && s.LastSuccessAt != nil })
+
+	now := time.Now()
+	f.enqueue(30, now)
+	f.enqueue(2, now.Add(2*time.Second))
+	signal(ctx, t, c, id, SignalFindingsPending, nil)
+	waitFor(ctx, t, c, id, "delayed items drained", func(ConnectionState) bool { return f.drained() == 32 })
+
+	for i := 1; i <= 3; i++ {
+		signal(ctx, t, c, id, SignalJiraIssueChanged, change(i))
+	}
+	waitFor(ctx, t, c, id, "changes applied", func(s ConnectionState) bool {
+		return f.appliedCount() == 3 && s.FindingOpInProgress == ""
+	})
+
+	f.set(func(f *scripted) { f.findingFailure = activities.ErrTypeReauthRequired })
+	f.enqueue(1, time.Now())
+	signal(ctx, t, c, id, SignalFindingsPending, nil)
+	waitFor(ctx, t, c, id, "needs_reauth", func(s ConnectionState) bool { return s.Status == StatusNeedsReauth })
+	signal(ctx, t, c, id, SignalJiraIssueChanged, change(4))
+	waitFor(ctx, t, c, id, "change buffered", func(s ConnectionState) bool { return s.PendingInboundChanges == 1 })
+
+	f.set(func(f *scripted) { f.findingFailure = "" })
+	mustUpdate(ctx, t, c, id, UpdateReauthorized, nil)
+	waitFor(ctx, t, c, id, "resumed", func(s ConnectionState) bool {
+		return f.drained() == 33 && f.appliedCount() == 4 && !s.SyncInProgress && s.FindingOpInProgress == "" && s.Seq == 2
+	})
+
+	mustUpdate(ctx, t, c, id, UpdateRevoke, nil, RevokeRequest{ActorType: "api_key", ActorID: "recorder"})
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("workflow after revoke: %v", err)
+	}
+	writeHistory(ctx, t, c, id, run.GetRunID(), "connection-finding-signals.json")
+}
+
+func signal(ctx context.Context, t *testing.T, c client.Client, id, name string, arg any) {
+	t.Helper()
+	if err := c.SignalWorkflow(ctx, id, "", name, arg); err != nil {
+		t.Fatalf("signal %s: %v", name, err)
+	}
 }
 
 // recordLifecycle: first sync, sync-now with no data, test, config change, re-auth failure, stale,
@@ -162,6 +220,95 @@ type scripted struct {
 	failure  string
 	syncTime map[int64]time.Duration
 	cleaned  int
+
+	// The finding queue (not-before times), what was drained and applied, and the error type
+	// the next finding activity fails with ("" for none).
+	queue          []time.Time
+	drainedN       int
+	applied        int
+	findingFailure string
+}
+
+func (f *scripted) enqueue(n int, notBefore time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for range n {
+		f.queue = append(f.queue, notBefore)
+	}
+}
+
+func (f *scripted) drained() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.drainedN
+}
+
+func (f *scripted) appliedCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.applied
+}
+
+func (f *scripted) findingErr() error {
+	if f.findingFailure == "" {
+		return nil
+	}
+	return temporal.NewNonRetryableApplicationError("scripted "+f.findingFailure+" failure", f.findingFailure, nil)
+}
+
+func (f *scripted) drainFindingQueue(_ context.Context, in activities.DrainInput) (activities.DrainResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.findingErr(); err != nil {
+		return activities.DrainResult{}, err
+	}
+	now := time.Now()
+	var res activities.DrainResult
+	kept := f.queue[:0]
+	for _, nb := range f.queue {
+		if !nb.After(now) && res.Created < in.Max {
+			res.Created++
+			continue
+		}
+		kept = append(kept, nb)
+	}
+	f.queue = kept
+	f.drainedN += res.Created
+	for _, nb := range f.queue {
+		if !nb.After(now) {
+			res.Remaining++
+		} else if res.NextDue == nil || nb.Before(*res.NextDue) {
+			next := nb.UTC()
+			res.NextDue = &next
+		}
+	}
+	return res, nil
+}
+
+func (f *scripted) applyJiraChanges(_ context.Context, in activities.ApplyInput) (activities.ApplyResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.findingErr(); err != nil {
+		return activities.ApplyResult{}, err
+	}
+	f.applied += len(in.Changes)
+	return activities.ApplyResult{Applied: len(in.Changes)}, nil
+}
+
+func (f *scripted) reconcileLinkedIssues(context.Context, activities.ConnectionRef) (activities.ReconcileResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return activities.ReconcileResult{}, f.findingErr()
+}
+
+func (f *scripted) webhooks(context.Context, activities.ConnectionRef) (activities.WebhookResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.findingErr(); err != nil {
+		return activities.WebhookResult{}, err
+	}
+	exp := time.Now().Add(30 * 24 * time.Hour).UTC()
+	return activities.WebhookResult{IDs: []int64{1}, ExpiresAt: &exp}, nil
 }
 
 func newScripted(cadence, threshold time.Duration) *scripted {
@@ -192,6 +339,9 @@ func (f *scripted) startWorker(srv *temporaltest.TestServer, queue string) {
 			activities.NameRecordSyncFailure: f.nop, activities.NameSetConnectionState: f.nop,
 			activities.NameOpenAlert: f.nop, activities.NameResolveAlert: f.nop,
 			activities.NameTestConnection: f.testConnection, activities.NameRevokeCleanup: f.revokeCleanup,
+			activities.NameDrainFindingQueue: f.drainFindingQueue, activities.NameApplyJiraChanges: f.applyJiraChanges,
+			activities.NameReconcileLinkedIssues: f.reconcileLinkedIssues,
+			activities.NameRegisterWebhooks:      f.webhooks, activities.NameRefreshWebhooks: f.webhooks,
 		} {
 			r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 		}

@@ -209,9 +209,13 @@ Demo ready: a simulated Jira Cloud site at %s with 12 projects and 2,500 issues.
   curl -s '%s/v1/evidence?limit=5' -H "Authorization: Bearer $KEY"
   curl -s %s/v1/connections/%s/runs -H "Authorization: Bearer $KEY"
   curl -s -X POST %s/v1/connections/%s/sync -H "Authorization: Bearer $KEY"
+  curl -s '%s/v1/findings' -H "Authorization: Bearer $KEY"        # high findings get Jira issues
+  curl -s -u 'admin@example.com:%s' '%s/rest/api/3/search/jql?jql=project%%3DSEC%%20AND%%20labels%%3Djiraconnect&fields=summary,status'
+  # move one in "Jira" and watch the finding follow (webhook → workflow signal):
+  curl -s -X POST %s/_sim/issues/SEC-<n>/transition -d '{"status":"In Progress"}'
   Workflow: %s/namespaces/default/workflows/jira-connection%%2F%s
 
-`, sim.URL, key.Plaintext, apiBase, apiBase, apiBase, d.ConnectionID, apiBase, d.ConnectionID, uiURL, d.ConnectionID)
+`, sim.URL, key.Plaintext, apiBase, apiBase, apiBase, d.ConnectionID, apiBase, d.ConnectionID, apiBase, sim.APIToken("admin@example.com"), sim.URL, sim.URL, uiURL, d.ConnectionID)
 	return nil
 }
 

@@ -12,6 +12,96 @@ import (
 	"github.com/google/uuid"
 )
 
+const beginLinkPush = `-- name: BeginLinkPush :exec
+UPDATE finding_issue_links
+SET last_pushed_status = $1, last_push_at = $2, updated_at = $2
+WHERE finding_id = $3 AND connection_id = $4
+`
+
+type BeginLinkPushParams struct {
+	PushedStatus *string
+	At           *time.Time
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+}
+
+// Records, before the first Jira call of a transition, which status is being pushed and when:
+// from here until Jira reports a change (last_inbound_at >= last_push_at) the link awaits the
+// echo of its own transition.
+func (q *Queries) BeginLinkPush(ctx context.Context, arg BeginLinkPushParams) error {
+	_, err := q.db.Exec(ctx, beginLinkPush,
+		arg.PushedStatus,
+		arg.At,
+		arg.FindingID,
+		arg.ConnectionID,
+	)
+	return err
+}
+
+const claimLinkIntent = `-- name: ClaimLinkIntent :one
+INSERT INTO finding_issue_links (org_id, finding_id, connection_id, state, created_at, updated_at)
+VALUES ($1, $2, $3, 'creating', $4, $4)
+ON CONFLICT (finding_id, connection_id) DO UPDATE SET updated_at = finding_issue_links.updated_at
+RETURNING org_id, finding_id, connection_id, state, issue_id, issue_key, last_pushed_status, last_jira_status,
+          last_push_at, last_inbound_at, last_error, last_error_kind, created_at, updated_at, (xmax = 0) AS inserted
+`
+
+type ClaimLinkIntentParams struct {
+	OrgID        uuid.UUID
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+	At           time.Time
+}
+
+type ClaimLinkIntentRow struct {
+	OrgID            uuid.UUID
+	FindingID        uuid.UUID
+	ConnectionID     uuid.UUID
+	State            string
+	IssueID          *string
+	IssueKey         *string
+	LastPushedStatus *string
+	LastJiraStatus   *string
+	LastPushAt       *time.Time
+	LastInboundAt    *time.Time
+	LastError        *string
+	LastErrorKind    *string
+	CreatedAt        time.Time
+	UpdatedAt        time.Time
+	Inserted         bool
+}
+
+// Records the intent to create an issue (state creating) before Jira is called. inserted tells
+// the caller whether this call recorded it: an intent that already existed may stand for a create
+// that reached Jira, so the caller must look for the issue before creating another one.
+func (q *Queries) ClaimLinkIntent(ctx context.Context, arg ClaimLinkIntentParams) (ClaimLinkIntentRow, error) {
+	row := q.db.QueryRow(ctx, claimLinkIntent,
+		arg.OrgID,
+		arg.FindingID,
+		arg.ConnectionID,
+		arg.At,
+	)
+	var i ClaimLinkIntentRow
+	err := row.Scan(
+		&i.OrgID,
+		&i.FindingID,
+		&i.ConnectionID,
+		&i.State,
+		&i.IssueID,
+		&i.IssueKey,
+		&i.LastPushedStatus,
+		&i.LastJiraStatus,
+		&i.LastPushAt,
+		&i.LastInboundAt,
+		&i.LastError,
+		&i.LastErrorKind,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.Inserted,
+	)
+	return i, err
+}
+
 const clearLinkError = `-- name: ClearLinkError :exec
 UPDATE finding_issue_links SET last_error = NULL, last_error_kind = NULL, updated_at = now()
 WHERE finding_id = $1 AND connection_id = $2
@@ -75,6 +165,26 @@ func (q *Queries) CreateLinkIntent(ctx context.Context, arg CreateLinkIntentPara
 	return i, err
 }
 
+const delayDueQueue = `-- name: DelayDueQueue :execrows
+UPDATE finding_sync_queue SET not_before = $1
+WHERE connection_id = $2 AND not_before < $1
+`
+
+type DelayDueQueueParams struct {
+	Until        time.Time
+	ConnectionID uuid.UUID
+}
+
+// Jira rate-limited the connection: every item due before until waits until then (attempts are
+// not counted: nothing was wrong with the items).
+func (q *Queries) DelayDueQueue(ctx context.Context, arg DelayDueQueueParams) (int64, error) {
+	result, err := q.db.Exec(ctx, delayDueQueue, arg.Until, arg.ConnectionID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const delayQueueItem = `-- name: DelayQueueItem :exec
 UPDATE finding_sync_queue
 SET attempts = attempts + 1, not_before = $1, last_error = $2
@@ -96,6 +206,25 @@ func (q *Queries) DelayQueueItem(ctx context.Context, arg DelayQueueItemParams) 
 		arg.FindingID,
 	)
 	return err
+}
+
+const deleteLinkIntent = `-- name: DeleteLinkIntent :execrows
+DELETE FROM finding_issue_links
+WHERE finding_id = $1 AND connection_id = $2 AND state = 'creating'
+`
+
+type DeleteLinkIntentParams struct {
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+}
+
+// Drops an intent that is known not to have produced an issue (and is no longer wanted).
+func (q *Queries) DeleteLinkIntent(ctx context.Context, arg DeleteLinkIntentParams) (int64, error) {
+	result, err := q.db.Exec(ctx, deleteLinkIntent, arg.FindingID, arg.ConnectionID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const deleteQueueItem = `-- name: DeleteQueueItem :exec
@@ -154,11 +283,55 @@ func (q *Queries) DueQueueItems(ctx context.Context, arg DueQueueItemsParams) ([
 	return items, nil
 }
 
+const dueQueueItemsAt = `-- name: DueQueueItemsAt :many
+
+SELECT finding_id, enqueued_at, attempts FROM finding_sync_queue
+WHERE connection_id = $1 AND not_before <= $2
+ORDER BY not_before, enqueued_at, finding_id
+LIMIT $3::integer
+`
+
+type DueQueueItemsAtParams struct {
+	ConnectionID uuid.UUID
+	Now          time.Time
+	Batch        int32
+}
+
+type DueQueueItemsAtRow struct {
+	FindingID  uuid.UUID
+	EnqueuedAt time.Time
+	Attempts   int32
+}
+
+// Queries of the finding-sync activities (activities/findingsync*.go). They take the activity's
+// clock as an argument instead of using now(): every time the activities compare — queue due
+// times, the age of a create intent, when a push started versus when Jira reported a change —
+// then comes from one clock, and tests can drive it.
+func (q *Queries) DueQueueItemsAt(ctx context.Context, arg DueQueueItemsAtParams) ([]DueQueueItemsAtRow, error) {
+	rows, err := q.db.Query(ctx, dueQueueItemsAt, arg.ConnectionID, arg.Now, arg.Batch)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []DueQueueItemsAtRow{}
+	for rows.Next() {
+		var i DueQueueItemsAtRow
+		if err := rows.Scan(&i.FindingID, &i.EnqueuedAt, &i.Attempts); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const enqueueErroredLinks = `-- name: EnqueueErroredLinks :execrows
 INSERT INTO finding_sync_queue (org_id, connection_id, finding_id)
 SELECT l.org_id, l.connection_id, l.finding_id FROM finding_issue_links l
 WHERE l.connection_id = $1 AND l.last_error_kind IS NOT NULL
-ON CONFLICT (connection_id, finding_id) DO UPDATE SET not_before = now(), attempts = 0
+ON CONFLICT (connection_id, finding_id) DO UPDATE SET not_before = now(), attempts = 0, enqueued_at = now()
 `
 
 // After a configuration change, give findings whose push failed for configuration reasons
@@ -169,6 +342,31 @@ func (q *Queries) EnqueueErroredLinks(ctx context.Context, connectionID uuid.UUI
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const finishLinkPush = `-- name: FinishLinkPush :exec
+UPDATE finding_issue_links
+SET last_pushed_status = $1, last_jira_status = $1,
+    last_push_at = $2, last_error = NULL, last_error_kind = NULL, updated_at = $2
+WHERE finding_id = $3 AND connection_id = $4
+`
+
+type FinishLinkPushParams struct {
+	PushedStatus *string
+	At           *time.Time
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+}
+
+// A transition succeeded: the issue is in pushed_status as of at.
+func (q *Queries) FinishLinkPush(ctx context.Context, arg FinishLinkPushParams) error {
+	_, err := q.db.Exec(ctx, finishLinkPush,
+		arg.PushedStatus,
+		arg.At,
+		arg.FindingID,
+		arg.ConnectionID,
+	)
+	return err
 }
 
 const getLink = `-- name: GetLink :one
@@ -233,6 +431,140 @@ func (q *Queries) LinkByIssue(ctx context.Context, arg LinkByIssueParams) (Findi
 	return i, err
 }
 
+const linksByIssueIDs = `-- name: LinksByIssueIDs :many
+SELECT org_id, finding_id, connection_id, state, issue_id, issue_key, last_pushed_status, last_jira_status, last_push_at, last_inbound_at, last_error, last_error_kind, created_at, updated_at FROM finding_issue_links
+WHERE connection_id = $1 AND issue_id = ANY ($2::text[])
+`
+
+type LinksByIssueIDsParams struct {
+	ConnectionID uuid.UUID
+	IssueIds     []string
+}
+
+func (q *Queries) LinksByIssueIDs(ctx context.Context, arg LinksByIssueIDsParams) ([]FindingIssueLink, error) {
+	rows, err := q.db.Query(ctx, linksByIssueIDs, arg.ConnectionID, arg.IssueIds)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []FindingIssueLink{}
+	for rows.Next() {
+		var i FindingIssueLink
+		if err := rows.Scan(
+			&i.OrgID,
+			&i.FindingID,
+			&i.ConnectionID,
+			&i.State,
+			&i.IssueID,
+			&i.IssueKey,
+			&i.LastPushedStatus,
+			&i.LastJiraStatus,
+			&i.LastPushAt,
+			&i.LastInboundAt,
+			&i.LastError,
+			&i.LastErrorKind,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const lockLink = `-- name: LockLink :one
+SELECT org_id, finding_id, connection_id, state, issue_id, issue_key, last_pushed_status, last_jira_status, last_push_at, last_inbound_at, last_error, last_error_kind, created_at, updated_at FROM finding_issue_links WHERE finding_id = $1 AND connection_id = $2 FOR UPDATE
+`
+
+type LockLinkParams struct {
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+}
+
+func (q *Queries) LockLink(ctx context.Context, arg LockLinkParams) (FindingIssueLink, error) {
+	row := q.db.QueryRow(ctx, lockLink, arg.FindingID, arg.ConnectionID)
+	var i FindingIssueLink
+	err := row.Scan(
+		&i.OrgID,
+		&i.FindingID,
+		&i.ConnectionID,
+		&i.State,
+		&i.IssueID,
+		&i.IssueKey,
+		&i.LastPushedStatus,
+		&i.LastJiraStatus,
+		&i.LastPushAt,
+		&i.LastInboundAt,
+		&i.LastError,
+		&i.LastErrorKind,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lockLinkByIssue = `-- name: LockLinkByIssue :one
+SELECT org_id, finding_id, connection_id, state, issue_id, issue_key, last_pushed_status, last_jira_status, last_push_at, last_inbound_at, last_error, last_error_kind, created_at, updated_at FROM finding_issue_links WHERE connection_id = $1 AND issue_id = $2 FOR UPDATE
+`
+
+type LockLinkByIssueParams struct {
+	ConnectionID uuid.UUID
+	IssueID      *string
+}
+
+func (q *Queries) LockLinkByIssue(ctx context.Context, arg LockLinkByIssueParams) (FindingIssueLink, error) {
+	row := q.db.QueryRow(ctx, lockLinkByIssue, arg.ConnectionID, arg.IssueID)
+	var i FindingIssueLink
+	err := row.Scan(
+		&i.OrgID,
+		&i.FindingID,
+		&i.ConnectionID,
+		&i.State,
+		&i.IssueID,
+		&i.IssueKey,
+		&i.LastPushedStatus,
+		&i.LastJiraStatus,
+		&i.LastPushAt,
+		&i.LastInboundAt,
+		&i.LastError,
+		&i.LastErrorKind,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const oldestLinkCreatedAt = `-- name: OldestLinkCreatedAt :many
+SELECT created_at FROM finding_issue_links
+WHERE connection_id = $1 AND state = 'linked'
+ORDER BY created_at LIMIT 1
+`
+
+// The creation time of the connection's oldest linked issue (no row: no linked issue).
+func (q *Queries) OldestLinkCreatedAt(ctx context.Context, connectionID uuid.UUID) ([]time.Time, error) {
+	rows, err := q.db.Query(ctx, oldestLinkCreatedAt, connectionID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []time.Time{}
+	for rows.Next() {
+		var created_at time.Time
+		if err := rows.Scan(&created_at); err != nil {
+			return nil, err
+		}
+		items = append(items, created_at)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const queueBacklog = `-- name: QueueBacklog :one
 SELECT count(*) FILTER (WHERE not_before <= now())::integer AS due,
        min(not_before) FILTER (WHERE not_before > now())::timestamptz AS next_due
@@ -249,6 +581,121 @@ func (q *Queries) QueueBacklog(ctx context.Context, connectionID uuid.UUID) (Que
 	var i QueueBacklogRow
 	err := row.Scan(&i.Due, &i.NextDue)
 	return i, err
+}
+
+const queueDueAt = `-- name: QueueDueAt :one
+SELECT count(*)::integer FROM finding_sync_queue
+WHERE connection_id = $1 AND not_before <= $2
+`
+
+type QueueDueAtParams struct {
+	ConnectionID uuid.UUID
+	Now          time.Time
+}
+
+// How many items are due at now.
+func (q *Queries) QueueDueAt(ctx context.Context, arg QueueDueAtParams) (int32, error) {
+	row := q.db.QueryRow(ctx, queueDueAt, arg.ConnectionID, arg.Now)
+	var column_1 int32
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const queueItemPending = `-- name: QueueItemPending :one
+SELECT EXISTS (SELECT 1 FROM finding_sync_queue WHERE connection_id = $1 AND finding_id = $2) AS pending
+`
+
+type QueueItemPendingParams struct {
+	ConnectionID uuid.UUID
+	FindingID    uuid.UUID
+}
+
+func (q *Queries) QueueItemPending(ctx context.Context, arg QueueItemPendingParams) (bool, error) {
+	row := q.db.QueryRow(ctx, queueItemPending, arg.ConnectionID, arg.FindingID)
+	var pending bool
+	err := row.Scan(&pending)
+	return pending, err
+}
+
+const queueNextDueAt = `-- name: QueueNextDueAt :many
+SELECT not_before FROM finding_sync_queue
+WHERE connection_id = $1 AND not_before > $2
+ORDER BY not_before LIMIT 1
+`
+
+type QueueNextDueAtParams struct {
+	ConnectionID uuid.UUID
+	Now          time.Time
+}
+
+// When the earliest item that is not due at now becomes due (no row: none).
+func (q *Queries) QueueNextDueAt(ctx context.Context, arg QueueNextDueAtParams) ([]time.Time, error) {
+	rows, err := q.db.Query(ctx, queueNextDueAt, arg.ConnectionID, arg.Now)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []time.Time{}
+	for rows.Next() {
+		var not_before time.Time
+		if err := rows.Scan(&not_before); err != nil {
+			return nil, err
+		}
+		items = append(items, not_before)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const requeueFinding = `-- name: RequeueFinding :exec
+INSERT INTO finding_sync_queue (org_id, connection_id, finding_id, enqueued_at, not_before)
+VALUES ($1, $2, $3, $4, $4)
+ON CONFLICT (connection_id, finding_id) DO NOTHING
+`
+
+type RequeueFindingParams struct {
+	OrgID        uuid.UUID
+	ConnectionID uuid.UUID
+	FindingID    uuid.UUID
+	At           time.Time
+}
+
+// Queue a finding unless it is queued already; unlike EnqueueFinding it never resets the backoff
+// of a queued item (a rate-limit delay stays in force).
+func (q *Queries) RequeueFinding(ctx context.Context, arg RequeueFindingParams) error {
+	_, err := q.db.Exec(ctx, requeueFinding,
+		arg.OrgID,
+		arg.ConnectionID,
+		arg.FindingID,
+		arg.At,
+	)
+	return err
+}
+
+const restoreLinkPush = `-- name: RestoreLinkPush :exec
+UPDATE finding_issue_links
+SET last_pushed_status = $1, last_push_at = $2, updated_at = now()
+WHERE finding_id = $3 AND connection_id = $4
+`
+
+type RestoreLinkPushParams struct {
+	PushedStatus *string
+	PushAt       *time.Time
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+}
+
+// Undoes BeginLinkPush when the push changed nothing in Jira.
+func (q *Queries) RestoreLinkPush(ctx context.Context, arg RestoreLinkPushParams) error {
+	_, err := q.db.Exec(ctx, restoreLinkPush,
+		arg.PushedStatus,
+		arg.PushAt,
+		arg.FindingID,
+		arg.ConnectionID,
+	)
+	return err
 }
 
 const setConnectionError = `-- name: SetConnectionError :exec
@@ -384,6 +831,24 @@ func (q *Queries) SetLinkInbound(ctx context.Context, arg SetLinkInboundParams) 
 	return err
 }
 
+const setLinkJiraStatus = `-- name: SetLinkJiraStatus :exec
+UPDATE finding_issue_links
+SET last_jira_status = $1, last_error = NULL, last_error_kind = NULL, updated_at = now()
+WHERE finding_id = $2 AND connection_id = $3
+`
+
+type SetLinkJiraStatusParams struct {
+	JiraStatus   *string
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+}
+
+// The issue was found already in the wanted status (no transition, so no echo to wait for).
+func (q *Queries) SetLinkJiraStatus(ctx context.Context, arg SetLinkJiraStatusParams) error {
+	_, err := q.db.Exec(ctx, setLinkJiraStatus, arg.JiraStatus, arg.FindingID, arg.ConnectionID)
+	return err
+}
+
 const setLinkPushed = `-- name: SetLinkPushed :exec
 UPDATE finding_issue_links
 SET last_pushed_status = $1, last_jira_status = $1,
@@ -414,4 +879,26 @@ type SetReconciledAtParams struct {
 func (q *Queries) SetReconciledAt(ctx context.Context, arg SetReconciledAtParams) error {
 	_, err := q.db.Exec(ctx, setReconciledAt, arg.ID, arg.ReconciledAt)
 	return err
+}
+
+const touchLinkIntent = `-- name: TouchLinkIntent :execrows
+UPDATE finding_issue_links
+SET updated_at = $1, last_error = NULL, last_error_kind = NULL
+WHERE finding_id = $2 AND connection_id = $3 AND state = 'creating'
+`
+
+type TouchLinkIntentParams struct {
+	At           time.Time
+	FindingID    uuid.UUID
+	ConnectionID uuid.UUID
+}
+
+// Marks the moment a create request is about to be sent (updated_at) and clears the previous
+// attempt's error: from now on the intent is ambiguous until a search proves otherwise.
+func (q *Queries) TouchLinkIntent(ctx context.Context, arg TouchLinkIntentParams) (int64, error) {
+	result, err := q.db.Exec(ctx, touchLinkIntent, arg.At, arg.FindingID, arg.ConnectionID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jiraconnect/jiraconnect/jirasim"
+)
+
+// findingSyncSetup creates a token connection with finding sync into the simulator's SEC project
+// and points the simulator's admin webhook at the bridge (signed), as an admin would.
+func (s *stack) findingSyncSetup(key string) string {
+	s.t.Helper()
+	r := s.call("POST", "/v1/connections", key, map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL,
+		"email": "admin@example.com", "api_token": s.cloud.APIToken("admin@example.com")})
+	if r.status != 201 {
+		s.t.Fatal(r.raw)
+	}
+	connID := r.str("id")
+	// The Jira admin's multi-select for framework references (options must exist in Jira).
+	frameworks, err := s.cloud.AddCustomField(jirasim.CustomFieldSpec{Name: "Finding frameworks", Type: jirasim.FieldMultiSelect,
+		Options: []string{"OWASP_LLM01", "OWASP_LLM06", "MITRE_ATLAS_AML_T0051", "EU_AI_ACT_Art15"}})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if _, err := s.cloud.AddAdminWebhook(jirasim.AdminWebhookSpec{Name: "jiraconnect", URL: r.str("webhook", "url"),
+		Events: []string{"jira:issue_created", "jira:issue_updated"}, JQL: "project = SEC", Secret: r.str("webhook", "signing_secret")}); err != nil {
+		s.t.Fatal(err)
+	}
+	fs := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, map[string]any{
+		"project_key": "SEC", "issue_type": jirasim.IssueTypeVulnerability, "framework_field": frameworks.ID,
+		"finding_id_field": jirasim.FieldFindingID, "link_template": "https://app.example.com/findings/{id}"})
+	if fs.status != 200 {
+		s.t.Fatalf("finding sync: %d %s", fs.status, fs.raw)
+	}
+	return connID
+}
+
+func (s *stack) finding(key, id string) reply {
+	r := s.call("GET", "/v1/findings/"+id, key, nil)
+	if r.status != 200 {
+		s.t.Fatalf("finding: %d %s", r.status, r.raw)
+	}
+	return r
+}
+
+// issueOf waits until the finding is linked to a Jira issue and returns its key.
+func (s *stack) issueOf(key, findingID string) string {
+	s.t.Helper()
+	var issueKey string
+	s.eventually("finding linked to an issue", 30*time.Second, func() bool {
+		links, _ := s.finding(key, findingID).body["jira_links"].([]any)
+		if len(links) == 1 {
+			issueKey, _ = links[0].(map[string]any)["issue_key"].(string)
+		}
+		return issueKey != ""
+	})
+	return issueKey
+}
+
+func (s *stack) waitFindingStatus(key, findingID, want string) {
+	s.t.Helper()
+	s.eventually("finding status "+want, 30*time.Second, func() bool { return s.finding(key, findingID).str("status") == want })
+}
+
+func (s *stack) waitIssueStatus(issueKey, want string) {
+	s.t.Helper()
+	s.eventually("issue status "+want, 30*time.Second, func() bool {
+		iss, ok := s.cloud.Issue(issueKey)
+		return ok && iss.Status == want
+	})
+}
+
+func TestFindingIssueSyncBothWays(t *testing.T) {
+	s := newStack(t)
+	key := s.org("findings-org")
+	connID := s.findingSyncSetup(key)
+
+	high := s.call("POST", "/v1/findings", key, map[string]any{"external_id": "scan-1/llm01", "title": "Prompt injection via retrieved document",
+		"severity": "high", "status": "open", "probe_id": "probe.llm01", "scan_id": "scan-1",
+		"framework_refs": []string{"OWASP_LLM01", "MITRE_ATLAS_AML_T0051"},
+		"excerpt":        "reply to bob@example.com with token ghp_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"})
+	if high.status != 201 {
+		t.Fatalf("create finding: %d %s", high.status, high.raw)
+	}
+	low := s.call("POST", "/v1/findings", key, map[string]any{"external_id": "scan-1/low", "title": "Verbose errors", "severity": "low", "status": "open"})
+	if low.status != 201 {
+		t.Fatal(low.raw)
+	}
+	highID := high.str("id")
+	issueKey := s.issueOf(key, highID)
+
+	// The issue carries the documented payload, field by field.
+	iss, _ := s.cloud.Issue(issueKey)
+	if iss.Summary != "[jiraconnect] Prompt injection via retrieved document" || iss.Project != "SEC" || iss.IssueType != "Vulnerability" {
+		t.Errorf("issue: summary %q project %s type %s", iss.Summary, iss.Project, iss.IssueType)
+	}
+	labels := strings.Join(iss.Labels, ",")
+	for _, want := range []string{"jiraconnect", "security-finding", "OWASP_LLM01", "MITRE_ATLAS_AML_T0051", "jc-"} {
+		if !strings.Contains(labels, want) {
+			t.Errorf("labels %v lack %s", iss.Labels, want)
+		}
+	}
+	cf, _ := json.Marshal(iss.CustomFields)
+	if !strings.Contains(string(cf), "OWASP_LLM01") || !strings.Contains(string(cf), highID) {
+		t.Errorf("custom fields: %s", cf)
+	}
+	desc := string(iss.DescriptionADF)
+	for _, want := range []string{"high", "probe.llm01", "scan-1", "OWASP_LLM01", "https://app.example.com/findings/" + highID, "codeBlock"} {
+		if !strings.Contains(desc, want) {
+			t.Errorf("description lacks %q: %s", want, desc)
+		}
+	}
+	if strings.Contains(desc, "bob@example.com") || strings.Contains(desc, "ghp_aaaa") {
+		t.Errorf("description leaks the excerpt's secrets: %s", desc)
+	}
+	// The low finding gets no issue.
+	if links := s.finding(key, low.str("id")).body["jira_links"].([]any); len(links) != 0 {
+		t.Errorf("low finding linked: %v", links)
+	}
+
+	// Finding resolved → issue Done (the workflow walks To Do → In Progress → Done).
+	if r := s.call("PATCH", "/v1/findings/"+highID, key, map[string]any{"status": "resolved"}); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	s.waitIssueStatus(issueKey, "Done")
+
+	// Jira-side changes flow back through the webhook bridge; our own transitions do not bounce.
+	steps := []struct{ jira, finding string }{
+		{"To Do", "open"}, {"In Progress", "triaged"}, {"Won't Do", "accepted"},
+		{"To Do", "open"}, {"In Progress", "triaged"}, {"Cancelled", "false_positive"},
+	}
+	for _, st := range steps {
+		if err := s.cloud.TransitionAsHuman(issueKey, st.jira); err != nil {
+			t.Fatalf("jira %s: %v", st.jira, err)
+		}
+		s.waitFindingStatus(key, highID, st.finding)
+	}
+	// A Jira-caused change is not pushed back: the issue stays where the human put it.
+	time.Sleep(500 * time.Millisecond)
+	if iss, _ := s.cloud.Issue(issueKey); iss.Status != "Cancelled" {
+		t.Fatalf("issue moved after a Jira-caused finding change: %s", iss.Status)
+	}
+	// Reopen from our side.
+	if r := s.call("PATCH", "/v1/findings/"+highID, key, map[string]any{"status": "open"}); r.status != 200 {
+		t.Fatal(r.raw)
+	}
+	s.waitIssueStatus(issueKey, "To Do")
+
+	// Duplicate deliveries change the finding once.
+	s.cloud.SetWebhookFaults(jirasim.WebhookFaults{Duplicate: true})
+	if err := s.cloud.TransitionAsHuman(issueKey, "In Progress"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFindingStatus(key, highID, "triaged")
+	s.cloud.SetWebhookFaults(jirasim.WebhookFaults{})
+	var inbound int
+	if err := testDB.Owner(t).QueryRow(context.Background(),
+		`SELECT count(*) FROM audit_log WHERE action = 'finding.inbound_change' AND target_id = $1`, highID).Scan(&inbound); err != nil {
+		t.Fatal(err)
+	}
+	if inbound != len(steps)+1 {
+		t.Errorf("inbound changes audited: %d, want %d (one per real change, none for echoes or duplicates)", inbound, len(steps)+1)
+	}
+	// Exactly one issue for the finding on this site.
+	if n := s.issuesWithLabel(iss.Labels); n != 1 {
+		t.Fatalf("issues for the finding: %d", n)
+	}
+	s.assertNoSecrets(connID)
+}
+
+// issuesWithLabel counts simulator issues carrying the finding's marker label.
+func (s *stack) issuesWithLabel(labels []string) int {
+	var marker string
+	for _, l := range labels {
+		if strings.HasPrefix(l, "jc-") {
+			marker = l
+		}
+	}
+	n := 0
+	for i := 1; i <= s.cloud.IssueCount()+5; i++ {
+		iss, ok := s.cloud.Issue("SEC-" + itoa(i))
+		if !ok {
+			continue
+		}
+		for _, l := range iss.Labels {
+			if l == marker {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
