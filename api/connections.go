@@ -87,6 +87,14 @@ type createConnectionRequest struct {
 	APIToken string                   `json:"api_token"`
 	PAT      string                   `json:"pat"`
 	Config   *connections.ConfigPatch `json:"config"`
+	// FindingSync asks, for cloud_oauth, for the extra scopes finding sync needs
+	// (write:jira-work, manage:jira-webhook). Evidence sync alone requests only read scopes.
+	FindingSync bool `json:"finding_sync"`
+}
+
+// oauthScopes are the minimum scopes for what the connection will do.
+func oauthScopes(findingSync bool) []string {
+	return jira.Scopes(jira.Features{FindingSync: findingSync, DynamicWebhooks: findingSync})
 }
 
 // credentialsFrom validates the secret-bearing fields for token and PAT connections.
@@ -258,8 +266,11 @@ func (s *Server) createConnection(c echo.Context) error {
 		// finding sync is on; token and PAT connections need an admin to register this one.
 		view.Webhook = s.webhookView(conn.ID, hook)
 	}
+	if req.FindingSync && kind != connections.KindCloudOAuth {
+		return errInvalidField("finding_sync", "only cloud_oauth connections request scopes; configure finding sync with PUT /v1/connections/{id}/finding-sync")
+	}
 	if kind == connections.KindCloudOAuth {
-		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, jira.Scopes(jira.Features{})); err != nil {
+		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, oauthScopes(req.FindingSync)); err != nil {
 			return err
 		}
 		return c.JSON(http.StatusCreated, view)

@@ -21,7 +21,6 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
-	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
@@ -151,6 +150,9 @@ type reauthRequest struct {
 	Email    string `json:"email"`
 	APIToken string `json:"api_token"`
 	PAT      string `json:"pat"`
+	// FindingSync (cloud_oauth) asks for the scopes finding sync needs; it is implied when finding
+	// sync is already configured.
+	FindingSync bool `json:"finding_sync"`
 }
 
 // reauth starts re-authorization: a new consent URL for OAuth, or new verified credentials for
@@ -170,7 +172,7 @@ func (s *Server) reauth(c echo.Context) error {
 	ctx := c.Request().Context()
 	p := principal(c)
 	if conn.Kind == connections.KindCloudOAuth {
-		if req != (reauthRequest{}) {
+		if req.Email != "" || req.APIToken != "" || req.PAT != "" {
 			return errInvalidField("api_token", "cloud_oauth connections re-authorize by consenting at the returned authorize_url")
 		}
 		if s.deps.OAuth == nil {
@@ -190,10 +192,13 @@ func (s *Server) reauth(c echo.Context) error {
 			return err
 		}
 		view := viewOf(conn)
-		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, jira.Scopes(jira.Features{})); err != nil {
+		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, oauthScopes(req.FindingSync || conn.Config.FindingSync != nil)); err != nil {
 			return err
 		}
 		return c.JSON(http.StatusOK, view)
+	}
+	if req.FindingSync {
+		return errInvalidField("finding_sync", "only cloud_oauth connections request scopes")
 	}
 	creds, err := credentialsFrom(conn.Kind, req.Email, req.APIToken, req.PAT)
 	if err != nil {

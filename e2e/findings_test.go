@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -196,3 +197,57 @@ func (s *stack) issuesWithLabel(labels []string) int {
 }
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
+
+// An OAuth connection asks for the finding-sync scopes only when asked to, registers its own
+// dynamic webhook once finding sync is configured, and Jira's (unsigned) dynamic deliveries flow
+// back into findings.
+func TestOAuthFindingSyncUsesDynamicWebhook(t *testing.T) {
+	s := newStack(t)
+	key := s.org("oauth-findings")
+	r := s.call("POST", "/v1/connections", key, map[string]any{"kind": "cloud_oauth", "site_url": s.cloud.URL, "finding_sync": true})
+	if r.status != 201 || r.body["webhook"] != nil {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	connID := r.str("id")
+	scope := mustQuery(t, r.str("authorize_url"), "scope")
+	for _, want := range []string{"read:jira-work", "read:jira-user", "offline_access", "write:jira-work", "manage:jira-webhook"} {
+		if !strings.Contains(scope, want) {
+			t.Errorf("scope %q lacks %s", scope, want)
+		}
+	}
+	if done := s.callURL("GET", consent(t, r.str("authorize_url")), ""); done.status != 200 {
+		t.Fatalf("callback: %d %s", done.status, done.raw)
+	}
+	fs := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, map[string]any{
+		"project_key": "SEC", "issue_type": jirasim.IssueTypeVulnerability})
+	if fs.status != 200 {
+		t.Fatalf("finding sync: %d %s", fs.status, fs.raw)
+	}
+	s.eventually("dynamic webhook registered", 30*time.Second, func() bool {
+		for _, w := range s.cloud.Webhooks() {
+			if strings.Contains(w.URL, "/webhooks/jira/"+connID+"/") && !w.ExpiresAt.IsZero() {
+				return true
+			}
+		}
+		return false
+	})
+	f := s.call("POST", "/v1/findings", key, map[string]any{"external_id": "oauth-1", "title": "Jailbreak", "severity": "critical", "status": "open"})
+	if f.status != 201 {
+		t.Fatal(f.raw)
+	}
+	issueKey := s.issueOf(key, f.str("id"))
+	if err := s.cloud.TransitionAsHuman(issueKey, "In Progress"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFindingStatus(key, f.str("id"), "triaged")
+	s.assertNoSecrets(connID)
+}
+
+func mustQuery(t *testing.T, raw, param string) string {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Query().Get(param)
+}
