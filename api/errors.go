@@ -41,10 +41,6 @@ func errUnauthorized() *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: "missing or invalid API key"}
 }
 
-func errForbidden(msg string) *Error {
-	return &Error{Status: http.StatusForbidden, Code: "forbidden", Message: msg}
-}
-
 // errNotFound is also the answer for another org's resources: existence is never leaked.
 func errNotFound(what string) *Error {
 	return &Error{Status: http.StatusNotFound, Code: "not_found", Message: what + " not found"}

@@ -447,19 +447,25 @@ func (s *Server) validateAgainstJira(ctx context.Context, conn connections.Conne
 		}
 		return &Error{Status: http.StatusBadGateway, Code: "jira_unreachable", Message: "could not validate against Jira: " + err.Error()}
 	}
-	for _, p := range report.Problems {
-		field := "finding_sync"
-		switch p.Code {
-		case jira.ProblemCustomFieldUnknown:
-			if p.Role == "framework_refs" {
-				field = "finding_sync.framework_field"
-			} else {
-				field = "finding_sync.finding_id_field"
-			}
-		case jira.ProblemIssueTypeNotFound:
-			field = "finding_sync.issue_type"
-		}
-		return &Error{Status: http.StatusBadRequest, Code: string(p.Code), Field: field, Message: field + ": " + p.Message}
+	if len(report.Problems) == 0 {
+		return nil
 	}
-	return nil
+	// Report the first problem as the error (with its field) and every problem in the message.
+	first := report.Problems[0]
+	field := "finding_sync"
+	switch first.Code {
+	case jira.ProblemCustomFieldUnknown:
+		if first.Role == "framework_refs" {
+			field = "finding_sync.framework_field"
+		} else {
+			field = "finding_sync.finding_id_field"
+		}
+	case jira.ProblemIssueTypeNotFound:
+		field = "finding_sync.issue_type"
+	}
+	msgs := make([]string, 0, len(report.Problems))
+	for _, p := range report.Problems {
+		msgs = append(msgs, p.Message)
+	}
+	return &Error{Status: http.StatusBadRequest, Code: string(first.Code), Field: field, Message: field + ": " + strings.Join(msgs, "; ")}
 }
