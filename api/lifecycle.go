@@ -43,7 +43,7 @@ func (s *Server) startWorkflow(ctx context.Context, orgID, connID uuid.UUID) err
 			workflows.AttrStale.ValueSet(false),
 			workflows.AttrNeedsReauth.ValueSet(false),
 		),
-	}, workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: orgID, ConnectionID: connID})
+	}, workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: orgID, ConnectionID: connID, ReconcileInterval: s.deps.ReconcileInterval})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if err != nil && !errors.As(err, &started) {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "workflow_unavailable",

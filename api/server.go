@@ -68,6 +68,8 @@ type Deps struct {
 	WebhookMaxBytes int64
 	// PublicURL is the externally reachable base URL (webhook and OAuth callback URLs).
 	PublicURL string
+	// ReconcileInterval is given to new connection workflows (0: the workflow's default).
+	ReconcileInterval time.Duration
 	// MaxBodyBytes caps request bodies (413 beyond).
 	MaxBodyBytes int64
 	Version      string

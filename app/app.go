@@ -156,6 +156,8 @@ func (c *Core) NewAPI(tc client.Client) *api.Server {
 		TrustedProxies: c.Config.TrustedProxies,
 		PublicURL:      c.Config.PublicURL.String(),
 
+		ReconcileInterval: c.Config.FindingReconcileInterval,
+
 		WebhookAllowedCIDRs: c.Config.WebhookAllowedCIDRs,
 		MaxBodyBytes:        c.Config.APIMaxBodyBytes,
 		Version:             Version,

@@ -45,6 +45,7 @@ func Vars() []Var {
 		{"AWS_REGION", "", "AWS region of the KMS key; required when KMS_PROVIDER=aws."},
 		{"LOCAL_KEYRING_DIR", ".jiraconnect", "Directory of the local keyring master key (seal-master.key, created 0600 if missing)."},
 		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory."},
+		{"FINDING_RECONCILE_INTERVAL", "15m", "How often a connection with finding sync pulls recently changed issues, so lost webhooks still converge (new workflows)."},
 		{"EVIDENCE_RETENTION", "8760h", "Evidence older than this (and last observed before it) that no assessment holds is purged daily; at least 168h."},
 		{"JIRA_OAUTH_CLIENT_ID", "", "Atlassian OAuth 2.0 (3LO) app client id; needed for cloud_oauth connections."},
 		{"JIRA_OAUTH_CLIENT_SECRET", "", "Atlassian OAuth 2.0 (3LO) app client secret."},
@@ -78,6 +79,8 @@ type Config struct {
 	AWSRegion       string
 	LocalKeyringDir string
 	KeyCacheTTL     time.Duration
+	// FindingReconcileInterval is the reconciliation period given to new connection workflows.
+	FindingReconcileInterval time.Duration
 	// EvidenceRetention is the retention window of unattached evidence.
 	EvidenceRetention time.Duration
 
@@ -221,6 +224,9 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if c.KeyCacheTTL, err = time.ParseDuration(get("KEY_CACHE_TTL")); err != nil || c.KeyCacheTTL <= 0 || c.KeyCacheTTL > 24*time.Hour {
 		bad("KEY_CACHE_TTL", get("KEY_CACHE_TTL"), "must be a duration between 1ns and 24h, e.g. 5m")
+	}
+	if c.FindingReconcileInterval, err = time.ParseDuration(get("FINDING_RECONCILE_INTERVAL")); err != nil || c.FindingReconcileInterval < time.Second || c.FindingReconcileInterval > 24*time.Hour {
+		bad("FINDING_RECONCILE_INTERVAL", get("FINDING_RECONCILE_INTERVAL"), "must be a duration between 1s and 24h, e.g. 15m")
 	}
 	if c.EvidenceRetention, err = time.ParseDuration(get("EVIDENCE_RETENTION")); err != nil || c.EvidenceRetention < 7*24*time.Hour {
 		bad("EVIDENCE_RETENTION", get("EVIDENCE_RETENTION"), "must be a duration of at least 168h, e.g. 8760h")

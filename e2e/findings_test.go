@@ -251,3 +251,27 @@ func mustQuery(t *testing.T, raw, param string) string {
 	}
 	return u.Query().Get(param)
 }
+
+// Webhooks get lost; the periodic reconciliation pull converges the finding anyway.
+func TestLostWebhookConvergesThroughReconciliation(t *testing.T) {
+	s := newStackWith(t, map[string]string{"FINDING_RECONCILE_INTERVAL": "2s"})
+	key := s.org("lost-webhook")
+	s.findingSyncSetup(key)
+	f := s.call("POST", "/v1/findings", key, map[string]any{"external_id": "lost-1", "title": "Data exfiltration", "severity": "high", "status": "open"})
+	if f.status != 201 {
+		t.Fatal(f.raw)
+	}
+	issueKey := s.issueOf(key, f.str("id"))
+	s.cloud.LoseNextDeliveries(1)
+	if err := s.cloud.TransitionAsHuman(issueKey, "In Progress"); err != nil {
+		t.Fatal(err)
+	}
+	lost := false
+	for _, d := range s.cloud.Deliveries() {
+		lost = lost || d.Lost
+	}
+	if !lost {
+		t.Fatal("the simulator did not lose the delivery; the test would prove nothing")
+	}
+	s.waitFindingStatus(key, f.str("id"), "triaged")
+}
