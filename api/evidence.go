@@ -64,14 +64,8 @@ func (s *Server) listEvidence(c echo.Context) error {
 	if params.Until, err = queryTime(c, "until"); err != nil {
 		return err
 	}
-	if cursor := c.QueryParam("cursor"); cursor != "" {
-		ts, id, ok := strings.Cut(cursor, "_")
-		t, terr := time.Parse(time.RFC3339Nano, ts)
-		uid, uerr := uuid.Parse(id)
-		if !ok || terr != nil || uerr != nil {
-			return errInvalidField("cursor", "must be a next_cursor value from a previous page")
-		}
-		params.BeforeCreated, params.BeforeID = &t, &uid
+	if params.BeforeCreated, params.BeforeID, err = queryCursor(c); err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	out := []evidenceView{}
@@ -90,7 +84,7 @@ func (s *Server) listEvidence(c echo.Context) error {
 	resp := map[string]any{"evidence": out}
 	if len(out) == limit {
 		last := out[len(out)-1]
-		resp["next_cursor"] = last.CreatedAt.Format(time.RFC3339Nano) + "_" + last.ID.String()
+		resp["next_cursor"] = cursorOf(last.CreatedAt, last.ID)
 	}
 	return c.JSON(http.StatusOK, resp)
 }

@@ -237,14 +237,8 @@ func (s *Server) listFindings(c echo.Context) error {
 		}
 		params.Severity = &sev
 	}
-	if cursor := c.QueryParam("cursor"); cursor != "" {
-		ts, id, ok := strings.Cut(cursor, "_")
-		t, terr := time.Parse(time.RFC3339Nano, ts)
-		uid, uerr := uuid.Parse(id)
-		if !ok || terr != nil || uerr != nil {
-			return errInvalidField("cursor", "must be a next_cursor value from a previous page")
-		}
-		params.BeforeCreated, params.BeforeID = &t, &uid
+	if params.BeforeCreated, params.BeforeID, err = queryCursor(c); err != nil {
+		return err
 	}
 	ctx := c.Request().Context()
 	out := []findingView{}
@@ -268,7 +262,7 @@ func (s *Server) listFindings(c echo.Context) error {
 	resp := map[string]any{"findings": out}
 	if len(out) == limit {
 		last := out[len(out)-1]
-		resp["next_cursor"] = last.CreatedAt.Format(time.RFC3339Nano) + "_" + last.ID.String()
+		resp["next_cursor"] = cursorOf(last.CreatedAt, last.ID)
 	}
 	return c.JSON(http.StatusOK, resp)
 }

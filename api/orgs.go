@@ -133,3 +133,23 @@ func queryInt(c echo.Context, name string, def, min, max int) (int, error) {
 	}
 	return n, nil
 }
+
+// queryCursor parses the optional keyset cursor of listings ordered by (created_at, id) desc.
+func queryCursor(c echo.Context) (*time.Time, *uuid.UUID, error) {
+	cursor := c.QueryParam("cursor")
+	if cursor == "" {
+		return nil, nil, nil
+	}
+	ts, id, ok := strings.Cut(cursor, "_")
+	t, terr := time.Parse(time.RFC3339Nano, ts)
+	uid, uerr := uuid.Parse(id)
+	if !ok || terr != nil || uerr != nil {
+		return nil, nil, errInvalidField("cursor", "must be a next_cursor value from a previous page")
+	}
+	return &t, &uid, nil
+}
+
+// cursorOf is the next_cursor of a page whose last row is (createdAt, id).
+func cursorOf(createdAt time.Time, id uuid.UUID) string {
+	return createdAt.UTC().Format(time.RFC3339Nano) + "_" + id.String()
+}
