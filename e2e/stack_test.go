@@ -105,9 +105,16 @@ func newStackWith(t *testing.T, extra map[string]string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// E2E_MANUAL_WORKER (a test switch, not a configuration variable) leaves the worker to the
+	// test, which starts and stops it to simulate crashes.
+	manual := extra["E2E_MANUAL_WORKER"] == "1"
 	done := make(chan error, 2)
 	go func() { done <- core.RunAPI(ctx, tc) }()
-	go func() { done <- core.RunWorker(ctx, tc) }()
+	if manual {
+		done <- nil
+	} else {
+		go func() { done <- core.RunWorker(ctx, tc) }()
+	}
 	t.Cleanup(func() {
 		if path := os.Getenv("E2E_LOG_FILE"); path != "" {
 			_ = os.WriteFile(path, []byte(logs.String()), 0o600)

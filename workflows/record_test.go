@@ -54,6 +54,43 @@ func TestRecordHistories(t *testing.T) {
 	t.Run("lifecycle", func(t *testing.T) { recordLifecycle(ctx, t, srv, c) })
 	t.Run("continue-as-new-and-cancel", func(t *testing.T) { recordContinueAsNewAndCancel(ctx, t, srv, c) })
 	t.Run("finding-signals", func(t *testing.T) { recordFindingSignals(ctx, t, srv, c) })
+	t.Run("finding-sync-periodic", func(t *testing.T) { recordFindingSyncPeriodic(ctx, t, srv, c) })
+}
+
+// recordFindingSyncPeriodic: a connection with finding sync configured registers its webhooks,
+// reconciles (and drains) every interval, refreshes the webhooks on schedule, registers again
+// when the configuration changes, and stops the periodic work when finding sync is turned off.
+func recordFindingSyncPeriodic(ctx context.Context, t *testing.T, srv *temporaltest.TestServer, c client.Client) {
+	f := newScripted(time.Hour, 2*time.Hour)
+	f.snap.FindingSync = true
+	f.startWorker(srv, "record-finding-sync")
+	conn := uuid.MustParse("9f4c6d3e-8a5b-4c7d-8ebf-2a3b4c5d6e44")
+	id := WorkflowID(conn)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "record-finding-sync"},
+		ConnectionWorkflow, ConnectionInput{OrgID: testOrg, ConnectionID: conn,
+			ReconcileInterval: 2 * time.Second, WebhookRefreshInterval: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, c, id, "registered and reconciled twice", func(ConnectionState) bool {
+		return f.calls(FindingOpRegister) == 1 && f.calls(FindingOpReconcile) >= 2
+	})
+	waitFor(ctx, t, c, id, "webhooks refreshed", func(ConnectionState) bool { return f.calls(FindingOpRefresh) == 1 })
+
+	signal(ctx, t, c, id, SignalConfigChanged, nil)
+	waitFor(ctx, t, c, id, "registered again", func(ConnectionState) bool { return f.calls(FindingOpRegister) == 2 })
+
+	f.set(func(f *scripted) { f.snap.FindingSync = false })
+	signal(ctx, t, c, id, SignalConfigChanged, nil)
+	waitFor(ctx, t, c, id, "finding sync off", func(s ConnectionState) bool {
+		return !s.FindingSync && f.calls(FindingOpRegister) == 3 && s.FindingOpInProgress == "" && s.NextFindingOpAt == nil
+	})
+
+	mustUpdate(ctx, t, c, id, UpdateRevoke, nil, RevokeRequest{ActorType: "api_key", ActorID: "recorder"})
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("workflow after revoke: %v", err)
+	}
+	writeHistory(ctx, t, c, id, run.GetRunID(), "connection-finding-sync.json")
 }
 
 // recordFindingSignals: the finding lane driven by its signals only (the connection's snapshot
@@ -227,6 +264,22 @@ type scripted struct {
 	drainedN       int
 	applied        int
 	findingFailure string
+	findingCalls   map[string]int
+}
+
+// calls counts the successful calls of a finding operation.
+func (f *scripted) calls(op string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.findingCalls[op]
+}
+
+// count records a successful finding call; the caller holds f.mu.
+func (f *scripted) count(op string) {
+	if f.findingCalls == nil {
+		f.findingCalls = map[string]int{}
+	}
+	f.findingCalls[op]++
 }
 
 func (f *scripted) enqueue(n int, notBefore time.Time) {
@@ -298,14 +351,31 @@ func (f *scripted) applyJiraChanges(_ context.Context, in activities.ApplyInput)
 func (f *scripted) reconcileLinkedIssues(context.Context, activities.ConnectionRef) (activities.ReconcileResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return activities.ReconcileResult{}, f.findingErr()
+	if err := f.findingErr(); err != nil {
+		return activities.ReconcileResult{}, err
+	}
+	f.count(FindingOpReconcile)
+	return activities.ReconcileResult{}, nil
 }
 
-func (f *scripted) webhooks(context.Context, activities.ConnectionRef) (activities.WebhookResult, error) {
+func (f *scripted) registerWebhooks(context.Context, activities.ConnectionRef) (activities.WebhookResult, error) {
+	return f.webhooks(FindingOpRegister)
+}
+
+func (f *scripted) refreshWebhooks(context.Context, activities.ConnectionRef) (activities.WebhookResult, error) {
+	return f.webhooks(FindingOpRefresh)
+}
+
+// webhooks answers like the real activities: Skipped once finding sync is off.
+func (f *scripted) webhooks(op string) (activities.WebhookResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.findingErr(); err != nil {
 		return activities.WebhookResult{}, err
+	}
+	f.count(op)
+	if !f.snap.FindingSync {
+		return activities.WebhookResult{Skipped: true}, nil
 	}
 	exp := time.Now().Add(30 * 24 * time.Hour).UTC()
 	return activities.WebhookResult{IDs: []int64{1}, ExpiresAt: &exp}, nil
@@ -341,7 +411,7 @@ func (f *scripted) startWorker(srv *temporaltest.TestServer, queue string) {
 			activities.NameTestConnection: f.testConnection, activities.NameRevokeCleanup: f.revokeCleanup,
 			activities.NameDrainFindingQueue: f.drainFindingQueue, activities.NameApplyJiraChanges: f.applyJiraChanges,
 			activities.NameReconcileLinkedIssues: f.reconcileLinkedIssues,
-			activities.NameRegisterWebhooks:      f.webhooks, activities.NameRefreshWebhooks: f.webhooks,
+			activities.NameRegisterWebhooks:      f.registerWebhooks, activities.NameRefreshWebhooks: f.refreshWebhooks,
 		} {
 			r.RegisterActivityWithOptions(fn, activity.RegisterOptions{Name: name})
 		}
