@@ -195,7 +195,15 @@ func Redact(s string) string {
 	if len(s) > MaxRedactBytes {
 		s = cutForTruncation(s, MaxRedactBytes)
 	}
+	// Control characters become spaces before looking for secrets: the issue renderer drops
+	// them, which would otherwise join two harmless halves into a token after redaction has run.
 	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0)) {
+			return ' '
+		}
+		return r
+	}, s)
 	s = redactFixpoint(s)
 	// Markers can be longer than what they replace; cut again, then redact the new end (a cut
 	// can leave a key without its value, or a header scheme without its token).
