@@ -41,49 +41,6 @@ func (q *Queries) InsertControlEvidenceType(ctx context.Context, arg InsertContr
 	return err
 }
 
-const listControls = `-- name: ListControls :many
-SELECT c.id, c.framework, c.reference, c.title, c.rationale,
-       coalesce(array_agg(t.evidence_type ORDER BY t.evidence_type) FILTER (WHERE t.evidence_type IS NOT NULL), '{}')::text[] AS evidence_types
-FROM controls c LEFT JOIN control_evidence_types t ON t.control_id = c.id
-GROUP BY c.id ORDER BY c.framework, c.reference
-`
-
-type ListControlsRow struct {
-	ID            string
-	Framework     string
-	Reference     string
-	Title         string
-	Rationale     string
-	EvidenceTypes []string
-}
-
-func (q *Queries) ListControls(ctx context.Context) ([]ListControlsRow, error) {
-	rows, err := q.db.Query(ctx, listControls)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []ListControlsRow{}
-	for rows.Next() {
-		var i ListControlsRow
-		if err := rows.Scan(
-			&i.ID,
-			&i.Framework,
-			&i.Reference,
-			&i.Title,
-			&i.Rationale,
-			&i.EvidenceTypes,
-		); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
-}
-
 const upsertControl = `-- name: UpsertControl :exec
 INSERT INTO controls (id, framework, reference, title, rationale)
 VALUES ($1, $2, $3, $4, $5)

@@ -102,21 +102,6 @@ func (q *Queries) ClaimLinkIntent(ctx context.Context, arg ClaimLinkIntentParams
 	return i, err
 }
 
-const clearLinkError = `-- name: ClearLinkError :exec
-UPDATE finding_issue_links SET last_error = NULL, last_error_kind = NULL, updated_at = now()
-WHERE finding_id = $1 AND connection_id = $2
-`
-
-type ClearLinkErrorParams struct {
-	FindingID    uuid.UUID
-	ConnectionID uuid.UUID
-}
-
-func (q *Queries) ClearLinkError(ctx context.Context, arg ClearLinkErrorParams) error {
-	_, err := q.db.Exec(ctx, clearLinkError, arg.FindingID, arg.ConnectionID)
-	return err
-}
-
 const clearQueue = `-- name: ClearQueue :execrows
 DELETE FROM finding_sync_queue WHERE connection_id = $1
 `
@@ -127,42 +112,6 @@ func (q *Queries) ClearQueue(ctx context.Context, connectionID uuid.UUID) (int64
 		return 0, err
 	}
 	return result.RowsAffected(), nil
-}
-
-const createLinkIntent = `-- name: CreateLinkIntent :one
-INSERT INTO finding_issue_links (org_id, finding_id, connection_id, state)
-VALUES ($1, $2, $3, 'creating')
-ON CONFLICT (finding_id, connection_id) DO UPDATE SET updated_at = finding_issue_links.updated_at
-RETURNING org_id, finding_id, connection_id, state, issue_id, issue_key, last_pushed_status, last_jira_status, last_push_at, last_inbound_at, last_error, last_error_kind, created_at, updated_at
-`
-
-type CreateLinkIntentParams struct {
-	OrgID        uuid.UUID
-	FindingID    uuid.UUID
-	ConnectionID uuid.UUID
-}
-
-// Records the intent to create an issue before Jira is called; returns the row either way.
-func (q *Queries) CreateLinkIntent(ctx context.Context, arg CreateLinkIntentParams) (FindingIssueLink, error) {
-	row := q.db.QueryRow(ctx, createLinkIntent, arg.OrgID, arg.FindingID, arg.ConnectionID)
-	var i FindingIssueLink
-	err := row.Scan(
-		&i.OrgID,
-		&i.FindingID,
-		&i.ConnectionID,
-		&i.State,
-		&i.IssueID,
-		&i.IssueKey,
-		&i.LastPushedStatus,
-		&i.LastJiraStatus,
-		&i.LastPushAt,
-		&i.LastInboundAt,
-		&i.LastError,
-		&i.LastErrorKind,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
 }
 
 const delayDueQueue = `-- name: DelayDueQueue :execrows
@@ -228,6 +177,7 @@ func (q *Queries) DeleteLinkIntent(ctx context.Context, arg DeleteLinkIntentPara
 }
 
 const deleteQueueItem = `-- name: DeleteQueueItem :exec
+
 DELETE FROM finding_sync_queue WHERE connection_id = $1 AND finding_id = $2 AND enqueued_at = $3
 `
 
@@ -237,50 +187,11 @@ type DeleteQueueItemParams struct {
 	EnqueuedAt   time.Time
 }
 
+// Finding sync: the work queue and the finding ⇄ issue links.
 // Only the version that was processed: a change enqueued meanwhile stays queued.
 func (q *Queries) DeleteQueueItem(ctx context.Context, arg DeleteQueueItemParams) error {
 	_, err := q.db.Exec(ctx, deleteQueueItem, arg.ConnectionID, arg.FindingID, arg.EnqueuedAt)
 	return err
-}
-
-const dueQueueItems = `-- name: DueQueueItems :many
-
-SELECT finding_id, enqueued_at, attempts FROM finding_sync_queue
-WHERE connection_id = $1 AND not_before <= now()
-ORDER BY enqueued_at, finding_id
-LIMIT $2::integer
-`
-
-type DueQueueItemsParams struct {
-	ConnectionID uuid.UUID
-	Batch        int32
-}
-
-type DueQueueItemsRow struct {
-	FindingID  uuid.UUID
-	EnqueuedAt time.Time
-	Attempts   int32
-}
-
-// Finding sync: the work queue and the finding ⇄ issue links.
-func (q *Queries) DueQueueItems(ctx context.Context, arg DueQueueItemsParams) ([]DueQueueItemsRow, error) {
-	rows, err := q.db.Query(ctx, dueQueueItems, arg.ConnectionID, arg.Batch)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	items := []DueQueueItemsRow{}
-	for rows.Next() {
-		var i DueQueueItemsRow
-		if err := rows.Scan(&i.FindingID, &i.EnqueuedAt, &i.Attempts); err != nil {
-			return nil, err
-		}
-		items = append(items, i)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	return items, nil
 }
 
 const dueQueueItemsAt = `-- name: DueQueueItemsAt :many
@@ -380,37 +291,6 @@ type GetLinkParams struct {
 
 func (q *Queries) GetLink(ctx context.Context, arg GetLinkParams) (FindingIssueLink, error) {
 	row := q.db.QueryRow(ctx, getLink, arg.FindingID, arg.ConnectionID)
-	var i FindingIssueLink
-	err := row.Scan(
-		&i.OrgID,
-		&i.FindingID,
-		&i.ConnectionID,
-		&i.State,
-		&i.IssueID,
-		&i.IssueKey,
-		&i.LastPushedStatus,
-		&i.LastJiraStatus,
-		&i.LastPushAt,
-		&i.LastInboundAt,
-		&i.LastError,
-		&i.LastErrorKind,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
-const linkByIssue = `-- name: LinkByIssue :one
-SELECT org_id, finding_id, connection_id, state, issue_id, issue_key, last_pushed_status, last_jira_status, last_push_at, last_inbound_at, last_error, last_error_kind, created_at, updated_at FROM finding_issue_links WHERE connection_id = $1 AND issue_id = $2
-`
-
-type LinkByIssueParams struct {
-	ConnectionID uuid.UUID
-	IssueID      *string
-}
-
-func (q *Queries) LinkByIssue(ctx context.Context, arg LinkByIssueParams) (FindingIssueLink, error) {
-	row := q.db.QueryRow(ctx, linkByIssue, arg.ConnectionID, arg.IssueID)
 	var i FindingIssueLink
 	err := row.Scan(
 		&i.OrgID,
@@ -563,24 +443,6 @@ func (q *Queries) OldestLinkCreatedAt(ctx context.Context, connectionID uuid.UUI
 		return nil, err
 	}
 	return items, nil
-}
-
-const queueBacklog = `-- name: QueueBacklog :one
-SELECT count(*) FILTER (WHERE not_before <= now())::integer AS due,
-       min(not_before) FILTER (WHERE not_before > now())::timestamptz AS next_due
-FROM finding_sync_queue WHERE connection_id = $1
-`
-
-type QueueBacklogRow struct {
-	Due     int32
-	NextDue time.Time
-}
-
-func (q *Queries) QueueBacklog(ctx context.Context, connectionID uuid.UUID) (QueueBacklogRow, error) {
-	row := q.db.QueryRow(ctx, queueBacklog, connectionID)
-	var i QueueBacklogRow
-	err := row.Scan(&i.Due, &i.NextDue)
-	return i, err
 }
 
 const queueDueAt = `-- name: QueueDueAt :one
@@ -846,24 +708,6 @@ type SetLinkJiraStatusParams struct {
 // The issue was found already in the wanted status (no transition, so no echo to wait for).
 func (q *Queries) SetLinkJiraStatus(ctx context.Context, arg SetLinkJiraStatusParams) error {
 	_, err := q.db.Exec(ctx, setLinkJiraStatus, arg.JiraStatus, arg.FindingID, arg.ConnectionID)
-	return err
-}
-
-const setLinkPushed = `-- name: SetLinkPushed :exec
-UPDATE finding_issue_links
-SET last_pushed_status = $1, last_jira_status = $1,
-    last_push_at = now(), last_error = NULL, last_error_kind = NULL, updated_at = now()
-WHERE finding_id = $2 AND connection_id = $3
-`
-
-type SetLinkPushedParams struct {
-	PushedStatus *string
-	FindingID    uuid.UUID
-	ConnectionID uuid.UUID
-}
-
-func (q *Queries) SetLinkPushed(ctx context.Context, arg SetLinkPushedParams) error {
-	_, err := q.db.Exec(ctx, setLinkPushed, arg.PushedStatus, arg.FindingID, arg.ConnectionID)
 	return err
 }
 

@@ -12,5 +12,3 @@ FROM app_authenticate_api_key(sqlc.arg(key_hash)::bytea);
 SELECT id, name, role, prefix, created_at, last_used_at, revoked_at
 FROM api_keys ORDER BY created_at DESC, id;
 
--- name: RevokeAPIKey :execrows
-UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL;

@@ -13,9 +13,3 @@ INSERT INTO control_evidence_types (control_id, evidence_type) VALUES ($1, $2);
 
 -- name: DeleteControlsNotIn :exec
 DELETE FROM controls WHERE NOT (id = ANY(sqlc.arg(keep)::text[]));
-
--- name: ListControls :many
-SELECT c.id, c.framework, c.reference, c.title, c.rationale,
-       coalesce(array_agg(t.evidence_type ORDER BY t.evidence_type) FILTER (WHERE t.evidence_type IS NOT NULL), '{}')::text[] AS evidence_types
-FROM controls c LEFT JOIN control_evidence_types t ON t.control_id = c.id
-GROUP BY c.id ORDER BY c.framework, c.reference;

@@ -1,16 +1,5 @@
 -- Finding sync: the work queue and the finding ⇄ issue links.
 
--- name: DueQueueItems :many
-SELECT finding_id, enqueued_at, attempts FROM finding_sync_queue
-WHERE connection_id = $1 AND not_before <= now()
-ORDER BY enqueued_at, finding_id
-LIMIT sqlc.arg(batch)::integer;
-
--- name: QueueBacklog :one
-SELECT count(*) FILTER (WHERE not_before <= now())::integer AS due,
-       min(not_before) FILTER (WHERE not_before > now())::timestamptz AS next_due
-FROM finding_sync_queue WHERE connection_id = $1;
-
 -- name: DeleteQueueItem :exec
 -- Only the version that was processed: a change enqueued meanwhile stays queued.
 DELETE FROM finding_sync_queue WHERE connection_id = $1 AND finding_id = $2 AND enqueued_at = $3;
@@ -34,13 +23,6 @@ ON CONFLICT (connection_id, finding_id) DO UPDATE SET not_before = now(), attemp
 -- name: GetLink :one
 SELECT * FROM finding_issue_links WHERE finding_id = $1 AND connection_id = $2;
 
--- name: CreateLinkIntent :one
--- Records the intent to create an issue before Jira is called; returns the row either way.
-INSERT INTO finding_issue_links (org_id, finding_id, connection_id, state)
-VALUES ($1, $2, $3, 'creating')
-ON CONFLICT (finding_id, connection_id) DO UPDATE SET updated_at = finding_issue_links.updated_at
-RETURNING *;
-
 -- name: SetLinkCreated :one
 UPDATE finding_issue_links
 SET state = 'linked', issue_id = sqlc.arg(issue_id), issue_key = sqlc.arg(issue_key),
@@ -49,23 +31,10 @@ SET state = 'linked', issue_id = sqlc.arg(issue_id), issue_key = sqlc.arg(issue_
 WHERE finding_id = sqlc.arg(finding_id) AND connection_id = sqlc.arg(connection_id)
 RETURNING *;
 
--- name: SetLinkPushed :exec
-UPDATE finding_issue_links
-SET last_pushed_status = sqlc.arg(pushed_status), last_jira_status = sqlc.arg(pushed_status),
-    last_push_at = now(), last_error = NULL, last_error_kind = NULL, updated_at = now()
-WHERE finding_id = sqlc.arg(finding_id) AND connection_id = sqlc.arg(connection_id);
-
 -- name: SetLinkError :exec
 UPDATE finding_issue_links
 SET last_error = sqlc.arg(last_error), last_error_kind = sqlc.arg(last_error_kind), updated_at = now()
 WHERE finding_id = sqlc.arg(finding_id) AND connection_id = sqlc.arg(connection_id);
-
--- name: ClearLinkError :exec
-UPDATE finding_issue_links SET last_error = NULL, last_error_kind = NULL, updated_at = now()
-WHERE finding_id = $1 AND connection_id = $2;
-
--- name: LinkByIssue :one
-SELECT * FROM finding_issue_links WHERE connection_id = $1 AND issue_id = $2;
 
 -- name: SetLinkInbound :exec
 UPDATE finding_issue_links
