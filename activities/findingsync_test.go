@@ -465,8 +465,11 @@ func TestApplyIgnoresEchoesDuplicatesAndOldChanges(t *testing.T) {
 	if len(echoes) != 2 {
 		t.Fatalf("%d deliveries of the push", len(echoes))
 	}
+	// Deliveries may arrive out of order (Jira and the simulator send them in parallel): an older
+	// hop that arrives after the newer one is ignored as stale rather than matched as an echo.
+	// Either way nothing is applied.
 	res := s.apply(echoes...)
-	if res.Applied != 0 || res.Echoes != 2 {
+	if res.Applied != 0 || res.Echoes < 1 || res.Echoes+res.Ignored != 2 {
 		t.Errorf("echo result %+v", res)
 	}
 	if st, src := s.findingStatus(id); st != "resolved" || src != "api" {
