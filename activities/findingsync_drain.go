@@ -606,6 +606,17 @@ func (d *drainer) syncStatus(ctx context.Context, it dbq.DueQueueItemsAtRow, row
 		return d.jiraFailure(ctx, it, row.ID, &link, phaseTransition, err)
 	}
 	if !res.Changed {
+		if unconfirmedPushOf(before, res.To) {
+			// An earlier attempt pushed this very status and lost the answer (a dropped response,
+			// a killed worker): Jira being there now is that push having landed, possibly through
+			// intermediate hops whose reports are still on their way. Finish the push as of now,
+			// after every hop, so those reports are recognised as its echo — restoring the state
+			// from before that attempt would make them look like a person's changes.
+			if err := d.finishPush(ctx, f.ID, res.To.Name); err != nil {
+				return itemOutcome{}, err
+			}
+			return d.done(ctx, it, itemOutcome{})
+		}
 		if err := d.restorePush(ctx, before, &res.To.Name); err != nil {
 			return itemOutcome{}, err
 		}
@@ -628,6 +639,29 @@ func (d *drainer) syncStatus(ctx context.Context, it dbq.DueQueueItemsAtRow, row
 	d.log.Info("finding status pushed to Jira", slog.String("finding_id", f.ID.String()), slog.String("issue_key", key),
 		slog.String("from", res.From.Name), slog.String("to", res.To.Name))
 	return d.done(ctx, it, itemOutcome{transitioned: true})
+}
+
+// unconfirmedPushOf reports whether the link (as it was before this attempt's BeginLinkPush)
+// awaits the echo of a push of status: an earlier attempt recorded the push and never saw it
+// finish or come back.
+func unconfirmedPushOf(before dbq.FindingIssueLink, status jira.Status) bool {
+	if !awaitingEcho(before) {
+		return false
+	}
+	pushed := *before.LastPushedStatus
+	// The push names the status, or only its category when the status map gives no name.
+	return findings.JiraStatus{Name: pushed}.Same(findings.JiraStatus{Name: status.Name}) ||
+		(status.Category.Key != "" && strings.EqualFold(pushed, status.Category.Key))
+}
+
+// finishPush records that the issue is in status because of the connector's own push, as of now.
+func (d *drainer) finishPush(ctx context.Context, findingID uuid.UUID, status string) error {
+	return d.a.db.InOrg(ctx, d.ref.OrgID, func(q *dbq.Queries) error {
+		if err := q.FinishLinkPush(ctx, dbq.FinishLinkPushParams{PushedStatus: &status, At: ptr(d.a.now().UTC()), FindingID: findingID, ConnectionID: d.ref.ConnectionID}); err != nil {
+			return fmt.Errorf("record push of finding %s: %w", findingID, err)
+		}
+		return nil
+	})
 }
 
 // restorePush undoes BeginLinkPush after a push that changed nothing (Jira was already there, or

@@ -520,6 +520,64 @@ func TestApplyIgnoresEchoesDuplicatesAndOldChanges(t *testing.T) {
 	}
 }
 
+// TestEchoOfAPushWhoseAnswerWasLost: an attempt records its push of Done, walks the issue
+// through In Progress to Done, and loses the answer (dropped response, killed worker). The next
+// attempt finds the issue already Done. Jira's reports of both hops, arriving afterwards in any
+// order, are the connector's own echo: neither changes the finding, and nothing is audited as a
+// Jira change.
+func TestEchoOfAPushWhoseAnswerWasLost(t *testing.T) {
+	s := newSyncSite(t, siteOpts{})
+	id := s.finding("F-1", findings.SeverityHigh, findings.StatusOpen)
+	s.mustDrain()
+	key := s.mustIssue(id).Key
+	s.changes()
+
+	s.setStatus(id, findings.StatusResolved)
+	// The lost attempt: BeginLinkPush as it records it, then the two hops landing in Jira.
+	if _, err := s.owner().Exec(context.Background(),
+		`UPDATE finding_issue_links SET last_pushed_status = 'Done', last_push_at = $1 WHERE finding_id = $2`,
+		s.clock.Now().Add(-time.Second), id); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{"In Progress", "Done"} {
+		if err := s.srv.TransitionAs("", key, st, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The retry finds Jira there and makes no call that changes anything.
+	if res := s.mustDrain(); res.Transitions != 0 || s.queueLen() != 0 {
+		t.Fatalf("retry drain %+v, %d queued", res, s.queueLen())
+	}
+	if is := s.mustIssue(id); is.Status != "Done" {
+		t.Fatalf("issue %s", is.Status)
+	}
+	echoes := s.changes()
+	if len(echoes) != 2 {
+		t.Fatalf("%d deliveries of the lost push", len(echoes))
+	}
+	for _, order := range [][]activities.JiraIssueChange{{echoes[1], echoes[0]}, {echoes[0], echoes[1]}} {
+		if res := s.apply(order...); res.Applied != 0 || res.Requeued != 0 {
+			t.Errorf("echoes of the lost push applied: %+v", res)
+		}
+	}
+	if st, src := s.findingStatus(id); st != "resolved" || src != "api" {
+		t.Errorf("finding after the echoes: %s (%s)", st, src)
+	}
+	if n := s.audits(activities.ActionInboundChange); n != 0 {
+		t.Errorf("%d inbound audit rows", n)
+	}
+	// A person moving the issue afterwards is still a real change.
+	if err := s.srv.TransitionAsHuman(key, "To Do"); err != nil {
+		t.Fatal(err)
+	}
+	if res := s.apply(s.changes()...); res.Applied != 1 {
+		t.Errorf("person's reopen %+v", res)
+	}
+	if st, _ := s.findingStatus(id); st != "open" {
+		t.Errorf("finding after the reopen: %s", st)
+	}
+}
+
 func TestApplyKeepsANewerPlatformChange(t *testing.T) {
 	s := newSyncSite(t, siteOpts{})
 	id := s.finding("F-1", findings.SeverityHigh, findings.StatusOpen)
