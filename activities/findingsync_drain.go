@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -220,6 +221,11 @@ type drainer struct {
 	client *jira.Client
 	log    *slog.Logger
 	actor  audit.Actor
+
+	// frameworkOptions caches, for one drain, the options Jira offers on the framework
+	// multi-select (nil: not asked yet, or asking failed).
+	frameworkOptions map[string]bool
+	frameworkAsked   bool
 }
 
 // Phases of an item whose Jira call can fail.
@@ -442,10 +448,7 @@ func (d *drainer) ensureIssue(ctx context.Context, it dbq.DueQueueItemsAtRow, f 
 			return nil, itemOutcome{}, fmt.Errorf("mark create attempt of finding %s: %w", f.ID, err)
 		}
 	}
-	heartbeat(ctx, "create issue")
-	callCtx, cancel := context.WithTimeout(ctx, d.a.callTimeout)
-	created, err := d.client.CreateIssue(callCtx, in)
-	cancel()
+	created, err := d.createIssue(ctx, f, in)
 	if err != nil {
 		o, err := d.jiraFailure(ctx, it, f.ID, &link, phaseCreate, err)
 		return nil, o, err
@@ -466,6 +469,76 @@ func (d *drainer) ensureIssue(ctx context.Context, it dbq.DueQueueItemsAtRow, f 
 		return nil, itemOutcome{}, err
 	}
 	return &l, itemOutcome{created: true}, nil
+}
+
+// createIssue creates the finding's issue. When Jira rejects the create only because a framework
+// reference is not an option of the framework multi-select, it is created again without the
+// references Jira does not offer: a scanner that learns a new framework must not stop its findings
+// from reaching Jira. The references stay in the labels and the description. A rejected create
+// made nothing, so the second request cannot duplicate the issue.
+func (d *drainer) createIssue(ctx context.Context, f findings.Finding, in jira.IssueInput) (*jira.CreatedIssue, error) {
+	create := func() (*jira.CreatedIssue, error) {
+		heartbeat(ctx, "create issue")
+		callCtx, cancel := context.WithTimeout(ctx, d.a.callTimeout)
+		defer cancel()
+		return d.client.CreateIssue(callCtx, in)
+	}
+	created, err := create()
+	var jerr *jira.Error
+	field := d.cfg.FrameworkField
+	if err == nil || field == "" || !errors.As(err, &jerr) || jerr.Status != http.StatusBadRequest || jerr.FieldErrors[field] == "" {
+		return created, err
+	}
+	if !d.keepKnownFrameworkOptions(ctx, f, &in) {
+		return nil, err
+	}
+	return create()
+}
+
+// keepKnownFrameworkOptions removes from in's framework field the references that are not among
+// the field's options in Jira (read from createmeta once per drain) and reports whether it
+// removed any. When the options cannot be read it changes nothing.
+func (d *drainer) keepKnownFrameworkOptions(ctx context.Context, f findings.Finding, in *jira.IssueInput) bool {
+	field := d.cfg.FrameworkField
+	if !d.frameworkAsked {
+		d.frameworkAsked = true
+		heartbeat(ctx, "read framework field options")
+		callCtx, cancel := context.WithTimeout(ctx, 2*d.a.callTimeout)
+		rep, err := d.client.ValidateCreateConfig(callCtx, jira.CreateConfig{Project: d.cfg.ProjectKey, IssueType: d.cfg.IssueType,
+			CustomFields: map[string]string{"framework_field": field}})
+		cancel()
+		switch {
+		case err != nil:
+			d.log.Warn("framework field options could not be read", slog.String("err", truncate(err.Error(), 300)))
+		case rep.Fields["framework_field"].FieldID != "":
+			d.frameworkOptions = map[string]bool{}
+			for _, v := range rep.Fields["framework_field"].AllowedValues {
+				d.frameworkOptions[v.Value] = true
+			}
+		}
+	}
+	if d.frameworkOptions == nil {
+		return false
+	}
+	var kept, dropped []string
+	for _, r := range f.FrameworkRefs {
+		if d.frameworkOptions[r] {
+			kept = append(kept, r)
+		} else {
+			dropped = append(dropped, r)
+		}
+	}
+	if len(dropped) == 0 {
+		return false
+	}
+	if len(kept) == 0 {
+		delete(in.CustomFields, field)
+	} else {
+		in.CustomFields[field] = jira.MultiSelect(kept...)
+	}
+	d.log.Info("framework references that are not options of the framework field left out of it",
+		slog.String("finding_id", f.ID.String()), slog.Any("references", dropped))
+	return true
 }
 
 func statusName(s *jira.Status) string {

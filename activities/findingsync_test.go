@@ -346,6 +346,56 @@ func TestDrainUnknownCustomField(t *testing.T) {
 	}
 }
 
+// TestDrainLeavesUnknownFrameworkOptionsOut: Jira rejects a create whose multi-select names an
+// option it does not have. A finding citing a framework the Jira admin has not added as an option
+// still gets its one issue, with the known references in the field and every reference in the
+// labels; the options are read once per drain, and only after such a rejection.
+func TestDrainLeavesUnknownFrameworkOptionsOut(t *testing.T) {
+	s := newSyncSite(t, siteOpts{})
+	known := s.finding("F-known", findings.SeverityHigh, findings.StatusOpen)
+	var ids []uuid.UUID
+	for _, refs := range [][]string{{"OWASP_LLM01", "NIST_AI_RMF_MAP_1_1"}, {"NIST_AI_RMF_MAP_1_1"}} {
+		id := s.finding("F-"+refs[len(refs)-1]+fmt.Sprint(len(refs)), findings.SeverityHigh, findings.StatusOpen)
+		if _, err := s.owner().Exec(context.Background(), `UPDATE findings SET framework_refs = $1 WHERE id = $2`, refs, id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	s.srv.ResetRequests()
+	res := s.mustDrain()
+	if res.Created != 3 || res.Failed != 0 || s.srv.IssueCount() != 3 {
+		t.Fatalf("drain %+v, %d issues", res, s.srv.IssueCount())
+	}
+	if n := s.srv.OperationCount(jirasim.OpIssueCreate); n != 5 {
+		t.Errorf("%d create requests, want 3 plus one retry for each finding with an unknown option", n)
+	}
+	if n := s.srv.OperationCount(jirasim.OpCreateMetaFields); n != 1 {
+		t.Errorf("%d createmeta field reads, want 1 per drain", n)
+	}
+	field := s.cfg.FrameworkField
+	for i, want := range [][]string{{"OWASP_LLM01"}, nil} {
+		is := s.mustIssue(ids[i])
+		got := fmt.Sprint(is.CustomFields[field])
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("issue %s field %s = %s, want %v", is.Key, field, got, want)
+			}
+		}
+		if strings.Contains(got, "NIST") || (want == nil && is.CustomFields[field] != nil) {
+			t.Errorf("issue %s field %s = %s", is.Key, field, got)
+		}
+		if !strings.Contains(strings.Join(is.Labels, ","), "NIST_AI_RMF_MAP_1_1") {
+			t.Errorf("issue %s labels %v lack the unknown reference", is.Key, is.Labels)
+		}
+		if l, _ := s.link(ids[i]); l.State != "linked" || l.LastErrorKind != nil {
+			t.Errorf("link %+v", l)
+		}
+	}
+	if got := fmt.Sprint(s.mustIssue(known).CustomFields[field]); !strings.Contains(got, "OWASP_LLM01") || !strings.Contains(got, "MITRE_ATLAS_AML_T0051") {
+		t.Errorf("finding with known references: field %s", got)
+	}
+}
+
 func TestDrainReauthLeavesTheQueue(t *testing.T) {
 	s := newSyncSite(t, siteOpts{})
 	s.finding("F-1", findings.SeverityHigh, findings.StatusOpen)
