@@ -842,7 +842,7 @@ func (d *drainer) configFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, 
 				return fmt.Errorf("record link error: %w", err)
 			}
 		}
-		if err := q.SetConnectionError(ctx, dbq.SetConnectionErrorParams{ID: d.ref.ConnectionID, LastError: &msg, LastErrorKind: &kind}); err != nil {
+		if err := q.SetFindingSyncError(ctx, dbq.SetFindingSyncErrorParams{ID: d.ref.ConnectionID, Error: &msg, ErrorKind: &kind, At: ptr(d.a.now().UTC())}); err != nil {
 			return fmt.Errorf("record connection error: %w", err)
 		}
 		meta := map[string]any{"connection_id": d.ref.ConnectionID.String(), "error_kind": kind}

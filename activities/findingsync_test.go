@@ -304,9 +304,16 @@ func TestDrainForbiddenProjectIsAConfigurationError(t *testing.T) {
 		t.Errorf("link %+v", l)
 	}
 	var kind, msg *string
-	if err := s.owner().QueryRow(context.Background(), `SELECT last_error_kind, last_error FROM connections WHERE id = $1`, s.ref.ConnectionID).
+	if err := s.owner().QueryRow(context.Background(), `SELECT finding_sync_error_kind, finding_sync_error FROM connections WHERE id = $1`, s.ref.ConnectionID).
 		Scan(&kind, &msg); err != nil || deref(kind) != "issue_create_forbidden" || !strings.Contains(deref(msg), "403") {
-		t.Errorf("connection error %q %q (%v)", deref(kind), deref(msg), err)
+		t.Errorf("connection finding-sync error %q %q (%v)", deref(kind), deref(msg), err)
+	}
+	// The workflow mirroring a healthy evidence sync does not wipe it.
+	if err := s.acts.SetConnectionState(context.Background(), activities.StateUpdate{ConnectionRef: s.ref, Status: "active"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.count(`SELECT count(*) FROM connections WHERE id = $1 AND finding_sync_error_kind = 'issue_create_forbidden' AND last_error IS NULL`, s.ref.ConnectionID); n != 1 {
+		t.Error("the finding-sync error did not survive the state mirror")
 	}
 	if s.queueLen() != 0 || s.audits(activities.ActionPushFailed) != 1 {
 		t.Errorf("queue %d, push_failed audits %d", s.queueLen(), s.audits(activities.ActionPushFailed))

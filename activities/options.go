@@ -34,11 +34,13 @@ func SyncOptions() workflow.ActivityOptions {
 	}
 }
 
-// TestOptions are for TestConnection, which answers an API caller who is waiting: a short budget
-// and at most two attempts (failing checks are results, so only infrastructure errors retry).
+// TestOptions are for TestConnection, which answers an API caller who is waiting: at most two
+// attempts (failing checks are results, so only infrastructure errors retry). With finding sync
+// on, a test makes up to eight Jira calls of DefaultJiraCallTimeout each; the attempt budget
+// covers them all, and a caller who stops waiting earlier finds the result in the runs.
 func TestOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{
-		StartToCloseTimeout: 2*time.Minute + 30*time.Second,
+		StartToCloseTimeout: 5 * time.Minute,
 		HeartbeatTimeout:    DefaultJiraCallTimeout + 15*time.Second,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        2 * time.Second,

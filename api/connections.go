@@ -40,9 +40,12 @@ type connectionView struct {
 	NextSyncAt    *time.Time         `json:"next_sync_at"`
 	LastError     string             `json:"last_error,omitempty"`
 	LastErrorKind string             `json:"last_error_kind,omitempty"`
-	WorkflowID    string             `json:"workflow_id"`
-	CreatedAt     time.Time          `json:"created_at"`
-	RevokedAt     *time.Time         `json:"revoked_at,omitempty"`
+	// FindingSyncError is a finding push that failed for a configuration reason; it stays until
+	// the finding-sync configuration is saved again.
+	FindingSyncError *connections.FindingSyncError `json:"finding_sync_error,omitempty"`
+	WorkflowID       string                        `json:"workflow_id"`
+	CreatedAt        time.Time                     `json:"created_at"`
+	RevokedAt        *time.Time                    `json:"revoked_at,omitempty"`
 	// AuthorizeURL is set when the user must (re-)consent at Atlassian.
 	AuthorizeURL string `json:"authorize_url,omitempty"`
 	// Webhook describes where Jira delivers issue changes. Its secrets appear only in the
@@ -67,7 +70,7 @@ func viewOf(c connections.Connection) connectionView {
 	return connectionView{
 		ID: c.ID, Kind: c.Kind, SiteURL: c.SiteURL, CloudID: c.CloudID, Status: c.Status, Scopes: scopes,
 		Config: c.Config, Stale: c.Stale, LastSyncAt: utc(c.LastSyncAt), LastSuccessAt: utc(c.LastSuccessAt),
-		NextSyncAt: utc(c.NextSyncAt), LastError: c.LastError, LastErrorKind: c.LastErrorKind,
+		NextSyncAt: utc(c.NextSyncAt), LastError: c.LastError, LastErrorKind: c.LastErrorKind, FindingSyncError: c.FindingSyncError,
 		WorkflowID: c.WorkflowID, CreatedAt: c.CreatedAt.UTC(), RevokedAt: utc(c.DeletedAt),
 	}
 }

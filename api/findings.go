@@ -371,7 +371,7 @@ func (s *Server) putFindingSync(c echo.Context) error {
 	}
 	p := principal(c)
 	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
-		row, err := q.UpdateConnectionConfig(ctx, dbq.UpdateConnectionConfigParams{ID: conn.ID, Config: cfgJSON})
+		row, err := q.UpdateFindingSyncConfig(ctx, dbq.UpdateFindingSyncConfigParams{ID: conn.ID, Config: cfgJSON})
 		if err != nil {
 			return err
 		}

@@ -34,25 +34,36 @@ var (
 
 // Connection is a stored connection without its secrets.
 type Connection struct {
-	OrgID              uuid.UUID
-	ID                 uuid.UUID
-	Kind               Kind
-	SiteURL            string
-	CloudID            string
-	Status             Status
-	Config             Config
-	Scopes             []string
-	WorkflowID         string
-	Stale              bool
-	LastSyncAt         *time.Time
-	LastSuccessAt      *time.Time
-	NextSyncAt         *time.Time
-	LastError          string
-	LastErrorKind      string
+	OrgID         uuid.UUID
+	ID            uuid.UUID
+	Kind          Kind
+	SiteURL       string
+	CloudID       string
+	Status        Status
+	Config        Config
+	Scopes        []string
+	WorkflowID    string
+	Stale         bool
+	LastSyncAt    *time.Time
+	LastSuccessAt *time.Time
+	NextSyncAt    *time.Time
+	LastError     string
+	LastErrorKind string
+	// FindingSyncError is the latest finding push that failed for a configuration reason and
+	// waits for the configuration to change; nil when there is none. It is kept apart from
+	// LastError, which belongs to the evidence sync.
+	FindingSyncError   *FindingSyncError
 	CreatedAt          time.Time
 	DeletedAt          *time.Time
 	CredentialsVersion int32
 	HasCredentials     bool
+}
+
+// FindingSyncError is a finding push that failed for a configuration reason.
+type FindingSyncError struct {
+	Message string    `json:"message"`
+	Kind    string    `json:"kind"`
+	At      time.Time `json:"at"`
 }
 
 // FromRow converts a database row.
@@ -75,6 +86,16 @@ func FromRow(r dbq.Connection) (Connection, error) {
 	}
 	if r.LastErrorKind != nil {
 		c.LastErrorKind = *r.LastErrorKind
+	}
+	if r.FindingSyncError != nil {
+		e := FindingSyncError{Message: *r.FindingSyncError}
+		if r.FindingSyncErrorKind != nil {
+			e.Kind = *r.FindingSyncErrorKind
+		}
+		if r.FindingSyncErrorAt != nil {
+			e.At = r.FindingSyncErrorAt.UTC()
+		}
+		c.FindingSyncError = &e
 	}
 	return c, nil
 }

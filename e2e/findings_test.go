@@ -275,3 +275,52 @@ func TestLostWebhookConvergesThroughReconciliation(t *testing.T) {
 	}
 	s.waitFindingStatus(key, f.str("id"), "triaged")
 }
+
+// TestFindingPushConfigurationErrorStaysOnTheConnection: a push Jira refuses for a configuration
+// reason is shown on the connection, survives the evidence syncs that follow (whose state the
+// workflow mirrors onto the connection), and is cleared when the finding-sync configuration is
+// saved again — which also retries the finding.
+func TestFindingPushConfigurationErrorStaysOnTheConnection(t *testing.T) {
+	s := newStack(t)
+	key := s.org("push-error-org")
+	connID := s.findingSyncSetup(key)
+	if err := s.cloud.SetProjectCreateForbidden("SEC", true); err != nil {
+		t.Fatal(err)
+	}
+	f := s.call("POST", "/v1/findings", key, map[string]any{"external_id": "scan-9/forbidden", "title": "Jailbreak via role play",
+		"severity": "critical", "status": "open"})
+	if f.status != 201 {
+		t.Fatal(f.raw)
+	}
+	pushError := func() map[string]any {
+		c := s.call("GET", "/v1/connections/"+connID, key, nil)
+		m, _ := c.body["finding_sync_error"].(map[string]any)
+		return m
+	}
+	s.eventually("finding-sync error on the connection", 30*time.Second, func() bool {
+		e := pushError()
+		return e != nil && e["kind"] == "issue_create_forbidden"
+	})
+	s.waitSuccessfulSyncs(key, connID, 1)
+	if r := s.call("POST", "/v1/connections/"+connID+"/sync", key, nil); r.status/100 != 2 {
+		t.Fatalf("sync now: %d %s", r.status, r.raw)
+	}
+	s.waitSuccessfulSyncs(key, connID, 2)
+	c := s.call("GET", "/v1/connections/"+connID, key, nil)
+	if e := pushError(); e == nil || e["kind"] != "issue_create_forbidden" || c.str("last_error") != "" {
+		t.Fatalf("after a successful evidence sync: finding_sync_error %v, last_error %q", e, c.str("last_error"))
+	}
+
+	// The admin fixes Jira and saves the configuration again: the error is gone and the finding
+	// gets its issue.
+	if err := s.cloud.SetProjectCreateForbidden("SEC", false); err != nil {
+		t.Fatal(err)
+	}
+	if r := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, map[string]any{"title_prefix": "[jiraconnect]"}); r.status != 200 {
+		t.Fatalf("save finding sync: %d %s", r.status, r.raw)
+	}
+	if e := pushError(); e != nil {
+		t.Errorf("finding-sync error after saving the configuration: %v", e)
+	}
+	s.issueOf(key, f.str("id"))
+}

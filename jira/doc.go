@@ -14,11 +14,12 @@
 //	projects, err := c.ProjectCount(ctx)
 //	open, err := c.ApproximateCount(ctx, jqlText) // build jqlText with package jql
 //
-// Operations: Myself, ProjectCount, ApproximateCount, Search / SearchPages, GetIssue,
-// CreateIssue, IssueTypes, CreateFields, ValidateCreateConfig, Transitions, TransitionTo,
-// RegisterWebhooks, RefreshWebhooks, DeleteWebhooks, ListWebhooks. Each does a bounded number
-// of calls that does not depend on the size of the site (SearchPages and the createmeta/webhook
-// listings page up to a fixed budget and report ErrPageLimit instead of silently truncating).
+// Operations: Myself, ProjectCount, ProjectStatuses, ApproximateCount, Search / SearchPages,
+// GetIssue, CreateIssue, IssueTypes, CreateFields, ValidateCreateConfig, Transitions,
+// TransitionTo, MoveTo, RegisterWebhooks, RefreshWebhooks, DeleteWebhooks, ListWebhooks. Each
+// does a bounded number of calls that does not depend on the size of the site (SearchPages and
+// the createmeta/webhook listings page up to a fixed budget and report ErrPageLimit instead of
+// silently truncating).
 //
 // # Authentication
 //

@@ -256,6 +256,7 @@ var opScopes = map[string]string{
 	OpServerInfo:       ScopeReadWork,
 	OpProjectSearch:    ScopeReadWork,
 	OpProjectList:      ScopeReadWork,
+	OpProjectStatuses:  ScopeReadWork,
 	OpFields:           ScopeReadWork,
 	OpApproximateCount: ScopeReadWork,
 	OpSearchJQL:        ScopeReadWork,
@@ -329,6 +330,8 @@ func (s *Sim) restRoute(method, ver, rest string) (string, handlerFunc) {
 		return OpProjectSearch, methods(map[string]handlerFunc{"GET": s.handleProjectSearch})
 	case rest == "project":
 		return OpProjectList, methods(map[string]handlerFunc{"GET": s.handleProjectList})
+	case len(segs) == 3 && segs[0] == "project" && segs[2] == "statuses":
+		return OpProjectStatuses, methods(map[string]handlerFunc{"GET": s.handleProjectStatuses(segs[1])})
 	case rest == "field":
 		return OpFields, methods(map[string]handlerFunc{"GET": s.handleFields})
 	case rest == "search/approximate-count" && cloud:

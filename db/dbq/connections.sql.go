@@ -23,7 +23,7 @@ SET sealed_credentials = $1,
     last_error = NULL, last_error_kind = NULL,
     updated_at = now()
 WHERE id = $4 AND deleted_at IS NULL
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at
 `
 
 type ActivateConnectionParams struct {
@@ -68,6 +68,9 @@ func (q *Queries) ActivateConnection(ctx context.Context, arg ActivateConnection
 		&i.DynamicWebhookIds,
 		&i.DynamicWebhookExpiresAt,
 		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
 	)
 	return i, err
 }
@@ -93,7 +96,7 @@ const createConnection = `-- name: CreateConnection :one
 INSERT INTO connections (id, org_id, kind, site_url, cloud_id, status, config, scopes,
                          sealed_credentials, webhook_secret_hash, workflow_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at
 `
 
 type CreateConnectionParams struct {
@@ -151,6 +154,9 @@ func (q *Queries) CreateConnection(ctx context.Context, arg CreateConnectionPara
 		&i.DynamicWebhookIds,
 		&i.DynamicWebhookExpiresAt,
 		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
 	)
 	return i, err
 }
@@ -177,7 +183,7 @@ func (q *Queries) CreateOAuthState(ctx context.Context, arg CreateOAuthStatePara
 }
 
 const getConnection = `-- name: GetConnection :one
-SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at FROM connections WHERE id = $1
+SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at FROM connections WHERE id = $1
 `
 
 func (q *Queries) GetConnection(ctx context.Context, id uuid.UUID) (Connection, error) {
@@ -209,12 +215,15 @@ func (q *Queries) GetConnection(ctx context.Context, id uuid.UUID) (Connection, 
 		&i.DynamicWebhookIds,
 		&i.DynamicWebhookExpiresAt,
 		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
 	)
 	return i, err
 }
 
 const listConnections = `-- name: ListConnections :many
-SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at FROM connections ORDER BY created_at DESC, id LIMIT $1::integer
+SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at FROM connections ORDER BY created_at DESC, id LIMIT $1::integer
 `
 
 func (q *Queries) ListConnections(ctx context.Context, pageSize int32) ([]Connection, error) {
@@ -252,6 +261,9 @@ func (q *Queries) ListConnections(ctx context.Context, pageSize int32) ([]Connec
 			&i.DynamicWebhookIds,
 			&i.DynamicWebhookExpiresAt,
 			&i.ReconciledAt,
+			&i.FindingSyncError,
+			&i.FindingSyncErrorKind,
+			&i.FindingSyncErrorAt,
 		); err != nil {
 			return nil, err
 		}
@@ -268,7 +280,7 @@ UPDATE connections
 SET status = 'revoked', deleted_at = coalesce(deleted_at, now()), sealed_credentials = NULL,
     webhook_secret_hash = NULL, webhook_signing_secret = NULL, next_sync_at = NULL, updated_at = now()
 WHERE id = $1
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at
 `
 
 // Revoke keeps the row (and its evidence, runs and audit trail) but destroys the credentials.
@@ -301,6 +313,9 @@ func (q *Queries) RevokeConnection(ctx context.Context, id uuid.UUID) (Connectio
 		&i.DynamicWebhookIds,
 		&i.DynamicWebhookExpiresAt,
 		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
 	)
 	return i, err
 }
@@ -340,7 +355,7 @@ SET status = $1,
     last_error_kind = $7,
     updated_at = now()
 WHERE id = $8 AND deleted_at IS NULL
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at
 `
 
 type SetConnectionStateParams struct {
@@ -393,6 +408,9 @@ func (q *Queries) SetConnectionState(ctx context.Context, arg SetConnectionState
 		&i.DynamicWebhookIds,
 		&i.DynamicWebhookExpiresAt,
 		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
 	)
 	return i, err
 }
@@ -400,7 +418,7 @@ func (q *Queries) SetConnectionState(ctx context.Context, arg SetConnectionState
 const updateConnectionConfig = `-- name: UpdateConnectionConfig :one
 UPDATE connections SET config = $2, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
-RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at
 `
 
 type UpdateConnectionConfigParams struct {
@@ -437,6 +455,59 @@ func (q *Queries) UpdateConnectionConfig(ctx context.Context, arg UpdateConnecti
 		&i.DynamicWebhookIds,
 		&i.DynamicWebhookExpiresAt,
 		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
+	)
+	return i, err
+}
+
+const updateFindingSyncConfig = `-- name: UpdateFindingSyncConfig :one
+UPDATE connections
+SET config = $2, finding_sync_error = NULL, finding_sync_error_kind = NULL, finding_sync_error_at = NULL, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at
+`
+
+type UpdateFindingSyncConfigParams struct {
+	ID     uuid.UUID
+	Config json.RawMessage
+}
+
+// Saves a configuration whose finding-sync part changed: the push error recorded under the old
+// configuration no longer applies (errored findings are queued again in the same transaction).
+func (q *Queries) UpdateFindingSyncConfig(ctx context.Context, arg UpdateFindingSyncConfigParams) (Connection, error) {
+	row := q.db.QueryRow(ctx, updateFindingSyncConfig, arg.ID, arg.Config)
+	var i Connection
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Kind,
+		&i.SiteUrl,
+		&i.CloudID,
+		&i.Status,
+		&i.Config,
+		&i.Scopes,
+		&i.SealedCredentials,
+		&i.CredentialsVersion,
+		&i.WebhookSecretHash,
+		&i.WorkflowID,
+		&i.LastSyncAt,
+		&i.LastSuccessAt,
+		&i.NextSyncAt,
+		&i.Stale,
+		&i.LastError,
+		&i.LastErrorKind,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+		&i.WebhookSigningSecret,
+		&i.DynamicWebhookIds,
+		&i.DynamicWebhookExpiresAt,
+		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
 	)
 	return i, err
 }

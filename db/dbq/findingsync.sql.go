@@ -560,22 +560,6 @@ func (q *Queries) RestoreLinkPush(ctx context.Context, arg RestoreLinkPushParams
 	return err
 }
 
-const setConnectionError = `-- name: SetConnectionError :exec
-UPDATE connections SET last_error = $2, last_error_kind = $3, updated_at = now()
-WHERE id = $1 AND deleted_at IS NULL
-`
-
-type SetConnectionErrorParams struct {
-	ID            uuid.UUID
-	LastError     *string
-	LastErrorKind *string
-}
-
-func (q *Queries) SetConnectionError(ctx context.Context, arg SetConnectionErrorParams) error {
-	_, err := q.db.Exec(ctx, setConnectionError, arg.ID, arg.LastError, arg.LastErrorKind)
-	return err
-}
-
 const setDynamicWebhooks = `-- name: SetDynamicWebhooks :exec
 UPDATE connections
 SET dynamic_webhook_ids = $1, dynamic_webhook_expires_at = $2,
@@ -595,6 +579,31 @@ func (q *Queries) SetDynamicWebhooks(ctx context.Context, arg SetDynamicWebhooks
 		arg.Ids,
 		arg.ExpiresAt,
 		arg.SecretHash,
+		arg.ID,
+	)
+	return err
+}
+
+const setFindingSyncError = `-- name: SetFindingSyncError :exec
+UPDATE connections
+SET finding_sync_error = $1, finding_sync_error_kind = $2, finding_sync_error_at = $3,
+    updated_at = now()
+WHERE id = $4 AND deleted_at IS NULL
+`
+
+type SetFindingSyncErrorParams struct {
+	Error     *string
+	ErrorKind *string
+	At        *time.Time
+	ID        uuid.UUID
+}
+
+// A finding push failed for a configuration reason (kept until the configuration is saved again).
+func (q *Queries) SetFindingSyncError(ctx context.Context, arg SetFindingSyncErrorParams) error {
+	_, err := q.db.Exec(ctx, setFindingSyncError,
+		arg.Error,
+		arg.ErrorKind,
+		arg.At,
 		arg.ID,
 	)
 	return err

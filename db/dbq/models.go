@@ -91,6 +91,9 @@ type Connection struct {
 	DynamicWebhookIds       []int64
 	DynamicWebhookExpiresAt *time.Time
 	ReconciledAt            *time.Time
+	FindingSyncError        *string
+	FindingSyncErrorKind    *string
+	FindingSyncErrorAt      *time.Time
 }
 
 type ConnectorRun struct {

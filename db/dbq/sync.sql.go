@@ -231,7 +231,7 @@ func (q *Queries) LatestConnectionAudit(ctx context.Context, connectionID string
 }
 
 const lockConnection = `-- name: LockConnection :one
-SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at FROM connections WHERE id = $1 FOR UPDATE
+SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at FROM connections WHERE id = $1 FOR UPDATE
 `
 
 // Serialises the writers of one connection row (sync completion, state mirroring, revoke), so
@@ -265,6 +265,9 @@ func (q *Queries) LockConnection(ctx context.Context, id uuid.UUID) (Connection,
 		&i.DynamicWebhookIds,
 		&i.DynamicWebhookExpiresAt,
 		&i.ReconciledAt,
+		&i.FindingSyncError,
+		&i.FindingSyncErrorKind,
+		&i.FindingSyncErrorAt,
 	)
 	return i, err
 }

@@ -15,6 +15,14 @@ UPDATE connections SET config = $2, updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING *;
 
+-- name: UpdateFindingSyncConfig :one
+-- Saves a configuration whose finding-sync part changed: the push error recorded under the old
+-- configuration no longer applies (errored findings are queued again in the same transaction).
+UPDATE connections
+SET config = $2, finding_sync_error = NULL, finding_sync_error_kind = NULL, finding_sync_error_at = NULL, updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING *;
+
 -- name: ActivateConnection :one
 -- Stores fresh credentials (connect or re-auth) and makes the connection active.
 UPDATE connections

@@ -50,9 +50,12 @@ SET dynamic_webhook_ids = sqlc.arg(ids), dynamic_webhook_expires_at = sqlc.narg(
     webhook_secret_hash = coalesce(sqlc.narg(secret_hash), webhook_secret_hash), updated_at = now()
 WHERE id = sqlc.arg(id) AND deleted_at IS NULL;
 
--- name: SetConnectionError :exec
-UPDATE connections SET last_error = sqlc.narg(last_error), last_error_kind = sqlc.narg(last_error_kind), updated_at = now()
-WHERE id = $1 AND deleted_at IS NULL;
+-- name: SetFindingSyncError :exec
+-- A finding push failed for a configuration reason (kept until the configuration is saved again).
+UPDATE connections
+SET finding_sync_error = sqlc.arg(error), finding_sync_error_kind = sqlc.arg(error_kind), finding_sync_error_at = sqlc.arg(at),
+    updated_at = now()
+WHERE id = sqlc.arg(id) AND deleted_at IS NULL;
 
 -- Queries of the finding-sync activities (activities/findingsync*.go). They take the activity's
 -- clock as an argument instead of using now(): every time the activities compare — queue due
