@@ -7,7 +7,7 @@ TOOLS_BIN ?= $(shell $(GO) env GOPATH)/bin
 # Fuzz targets run by `make fuzz` (and CI) for a short, bounded time each.
 FUZZTIME ?= 10s
 
-.PHONY: dev demo test test-short build lint sqlc sqlc-check tools fuzz clean
+.PHONY: dev demo test test-short bench build lint sqlc sqlc-check tools fuzz clean
 
 ## dev: embedded Temporal server + UI, migrations, API and worker in one process (Ctrl-C stops)
 dev:
@@ -26,6 +26,11 @@ build:
 test:
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+
+## bench: every benchmark scenario (bench/README.md); prints a table and writes bench/results/latest.json.
+## One scenario or other sizes: make bench ARGS='-run sync-cost -sync-cost.sizes=10x1000,100x10000'
+bench:
+	$(GO) run ./bench $(ARGS)
 
 ## test-short: the same without the fuzz runs
 test-short:

@@ -51,7 +51,9 @@ const (
 //     multi-hop workflows with jira.Client.MoveTo. The pushed status is recorded before and after
 //     the call so that Jira's reports of it are recognised as echoes.
 //   - Errors by kind: rate limited → the item and the rest of the due queue wait for Retry-After
-//     (plus jitter) and the batch stops, so the workflow sleeps until NextDue;
+//     (plus up to a fifth of it as jitter); a short wait (≤ maxInlineRateLimitWait, Jira's usual
+//     burst answer) is waited out inside the drain, which then goes on with the batch, a longer
+//     one stops the batch so that the workflow sleeps until NextDue;
 //     configuration problems (issue_create_forbidden, customfield_unknown, bad request, missing
 //     issue or transition, …) → kept on the link and the connection, audited, the item dropped
 //     until the configuration changes (EnqueueErroredLinks); reauth_required → the activity fails
@@ -252,29 +254,69 @@ type itemOutcome struct {
 	// result: "done" (processed and removed), "failed" (configuration error, removed), "delayed"
 	// (put back with a later due time) or "left" (left due: the finding changed under us).
 	result string
-	// stop ends the batch (rate limited).
-	stop bool
+	// stop ends the batch (rate limited) until resumeAt.
+	stop     bool
+	resumeAt time.Time
 }
+
+// maxInlineRateLimitWait is the longest Retry-After a drain waits out itself before going on with
+// its batch. Jira's burst limits answer with a second or two; going back to the workflow for each
+// of those (a timer, a new activity, a new client) would cost more than the wait, and at a
+// sustained rate limit would leave Jira's budget partly unused.
+const maxInlineRateLimitWait = 2 * time.Second
 
 func (d *drainer) run(ctx context.Context, batch int) (DrainResult, error) {
 	var res DrainResult
-	var items []dbq.DueQueueItemsAtRow
-	err := d.a.db.InOrg(ctx, d.ref.OrgID, func(q *dbq.Queries) error {
-		var err error
-		items, err = q.DueQueueItemsAt(ctx, dbq.DueQueueItemsAtParams{ConnectionID: d.ref.ConnectionID, Now: d.a.now().UTC(), Batch: int32(batch)})
-		return err
-	})
-	if err != nil {
-		return res, fmt.Errorf("load due finding queue items: %w", err)
+	for handled := 0; handled < batch; {
+		var items []dbq.DueQueueItemsAtRow
+		err := d.a.db.InOrg(ctx, d.ref.OrgID, func(q *dbq.Queries) error {
+			var err error
+			items, err = q.DueQueueItemsAt(ctx, dbq.DueQueueItemsAtParams{ConnectionID: d.ref.ConnectionID, Now: d.a.now().UTC(), Batch: int32(batch - handled)})
+			return err
+		})
+		if err != nil {
+			return res, fmt.Errorf("load due finding queue items: %w", err)
+		}
+		n, resumeAt, err := d.items(ctx, items, &res)
+		handled += n
+		if err != nil || resumeAt.IsZero() {
+			return res, err
+		}
+		wait := resumeAt.Sub(d.a.now())
+		if wait > maxInlineRateLimitWait {
+			return res, nil
+		}
+		if err := pause(ctx, wait); err != nil {
+			return res, err
+		}
 	}
+	return res, nil
+}
+
+// pause waits d (heartbeating) or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	heartbeat(ctx, "waiting out Jira's Retry-After")
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// items processes loaded queue items in order and counts them in res. It returns how many it
+// handled and, when Jira rate-limited the batch, when the queue is due again.
+func (d *drainer) items(ctx context.Context, items []dbq.DueQueueItemsAtRow, res *DrainResult) (int, time.Time, error) {
 	for i, it := range items {
 		heartbeat(ctx, fmt.Sprintf("finding %d of %d", i+1, len(items)))
 		if err := ctx.Err(); err != nil {
-			return res, err
+			return i, time.Time{}, err
 		}
 		out, err := d.item(ctx, it)
 		if err != nil {
-			return res, err
+			return i, time.Time{}, err
 		}
 		if out.created {
 			res.Created++
@@ -294,10 +336,10 @@ func (d *drainer) run(ctx context.Context, batch int) (DrainResult, error) {
 		}
 		if out.stop {
 			res.RateLimited = true
-			break
+			return i + 1, out.resumeAt, nil
 		}
 	}
-	return res, nil
+	return len(items), time.Time{}, nil
 }
 
 // item processes one queue item. Jira failures become outcomes; the returned error is reserved for
@@ -798,7 +840,9 @@ func (d *drainer) jiraFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, fi
 		if wait <= 0 {
 			wait = defaultRateLimitDelay
 		}
-		wait += rand.N(time.Second)
+		// Jitter spreads the connections of one site (they share its limit) without leaving
+		// much of the budget Jira just named unused.
+		wait += rand.N(wait/5 + time.Millisecond)
 		if phase == phaseCreate {
 			// Jira answered 429/503: the create was not made, so the next attempt need not search.
 			if err := d.setLinkError(ctx, findingID, kind, createRejectedPrefix+f.msg); err != nil {
@@ -820,7 +864,7 @@ func (d *drainer) jiraFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, fi
 		if err != nil {
 			return itemOutcome{}, fmt.Errorf("delay the finding queue: %w", err)
 		}
-		o.stop = true
+		o.stop, o.resumeAt = true, until
 		return o, nil
 	}
 	backoff := min(transientBackoffBase<<min(it.Attempts, 16), transientBackoffMax)

@@ -289,6 +289,35 @@ func TestDrainRateLimitStormDelaysWithoutLoss(t *testing.T) {
 	}
 }
 
+// TestDrainWaitsOutShortRetryAfter: Jira's burst limit answers 429 with a Retry-After of a
+// second; the drain waits that out itself and goes on, so one drain pushes the whole batch at
+// Jira's pace instead of returning to the workflow after every burst.
+func TestDrainWaitsOutShortRetryAfter(t *testing.T) {
+	s := newSyncSite(t, siteOpts{})
+	for i := range 8 {
+		s.finding(fmt.Sprintf("F-%d", i), findings.SeverityHigh, findings.StatusOpen)
+	}
+	if err := s.srv.SetFault("POST /rest/api/3/issue", jirasim.Fault{RateLimit: &jirasim.RateLimit{Rate: 4, Burst: 3, RetryAfter: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	res := s.mustDrain()
+	if !res.RateLimited || res.Created != 8 || res.Remaining != 0 || res.NextDue != nil || s.queueLen() != 0 {
+		t.Fatalf("drain %+v, %d queued", res, s.queueLen())
+	}
+	if s.srv.IssueCount() != 8 || len(s.markerCounts()) != 8 {
+		t.Errorf("%d issues, %d markers", s.srv.IssueCount(), len(s.markerCounts()))
+	}
+	limited := 0
+	for _, r := range s.srv.Requests() {
+		if strings.Contains(r.Fault, "ratelimit") {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Error("the simulator never rate-limited: the test proves nothing")
+	}
+}
+
 func TestDrainForbiddenProjectIsAConfigurationError(t *testing.T) {
 	s := newSyncSite(t, siteOpts{})
 	if err := s.srv.SetProjectCreateForbidden("SEC", true); err != nil {
