@@ -36,6 +36,9 @@ type TemporalOptions struct {
 	// FrontendPort is the gRPC port clients dial (7233 by default).
 	FrontendPort int
 	Namespace    string
+	// LogLevel is the server's own log level (zap: debug, info, warn, error, fatal); "warn" when
+	// empty. The server logs JSON to stdout.
+	LogLevel string
 }
 
 // Temporal is a running embedded server.
@@ -126,7 +129,10 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 	}
 	// The server logs through zap; warnings and errors only, so the dev stack's own logs stay
 	// readable.
-	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Stdout: true, Level: "warn", Format: "json"}))
+	if opts.LogLevel == "" {
+		opts.LogLevel = "warn"
+	}
+	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Stdout: true, Level: opts.LogLevel, Format: "json"}))
 	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("temporal authorizer: %w", err)
