@@ -20,8 +20,9 @@ import (
 //     recorded webhook ids) while the credentials still exist — a failure is logged and the ids
 //     stay recorded, because revoking must never depend on Jira being reachable;
 //  2. in one transaction it marks the connection revoked (status, deleted_at, sealed credentials
-//     and webhook secrets cleared), resolves its open alerts and writes the connection.revoke audit
-//     row (and one alert.resolve row per alert);
+//     and webhook secrets cleared), ends its runs still in flight (failed, kind revoked: their
+//     activities are cancelled with the connection), resolves its open alerts and writes the
+//     connection.revoke audit row (and one alert.resolve row per alert);
 //  3. it drops the process's cached OAuth token source of the connection.
 //
 // Evidence, runs and audit rows stay. Calling it again is harmless: the connection stays revoked,
@@ -78,6 +79,9 @@ func (a *Activities) RevokeCleanup(ctx context.Context, in RevokeInput) error {
 			if err := q.ClearDynamicWebhooks(ctx, in.ConnectionID); err != nil {
 				return fmt.Errorf("clear webhook ids: %w", err)
 			}
+		}
+		if _, err := q.FailRunsInFlight(ctx, dbq.FailRunsInFlightParams{FinishedAt: &now, ErrorKind: ptr(ErrTypeRevoked), ConnectionID: in.ConnectionID}); err != nil {
+			return fmt.Errorf("end runs in flight: %w", err)
 		}
 		resolved, err = q.ResolveConnectionAlerts(ctx, dbq.ResolveConnectionAlertsParams{ConnectionID: in.ConnectionID, ResolvedAt: &now})
 		if err != nil {

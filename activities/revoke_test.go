@@ -44,6 +44,13 @@ func TestRevokeCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A sync in flight when the revoke lands: its activity is cancelled with the connection and
+	// will never finish its run.
+	if _, err := h.owner().Exec(ctx, `INSERT INTO connector_runs (org_id, connection_id, kind, idempotency_key, workflow_id, run_id, triggered_by, attempts)
+		VALUES ($1, $2, 'sync', 'in-flight', 'wf', 'run', 'schedule', 1)`, ref.OrgID, ref.ConnectionID); err != nil {
+		t.Fatal(err)
+	}
+
 	in := activities.RevokeInput{ConnectionRef: ref, ActorType: string(audit.ActorAPIKey), ActorID: "key-123"}
 	env := h.env()
 	for range 2 {
@@ -58,10 +65,20 @@ func TestRevokeCleanup(t *testing.T) {
 		AND sealed_credentials IS NULL AND webhook_secret_hash IS NULL AND cardinality(dynamic_webhook_ids) = 0 AND next_sync_at IS NULL`, ref.ConnectionID); n != 1 {
 		t.Fatal("connection not revoked as specified")
 	}
+	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1 AND outcome = 'running'`, ref.ConnectionID); n != 0 {
+		t.Errorf("%d runs still running after the revoke", n)
+	}
+	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1 AND idempotency_key = 'in-flight'
+		AND outcome = 'failed' AND error_kind = 'revoked' AND finished_at IS NOT NULL`, ref.ConnectionID); n != 1 {
+		t.Error("the run in flight was not ended as revoked")
+	}
+	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1 AND kind = 'sync' AND outcome = 'success'`, ref.ConnectionID); n != 1 {
+		t.Error("a finished run was changed by the revoke")
+	}
 	if n := h.count(`SELECT count(*) FROM evidence WHERE connection_id = $1`, ref.ConnectionID); n != 3+len(fx.resolved) {
 		t.Fatalf("%d evidence rows kept, want %d", n, 3+len(fx.resolved))
 	}
-	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1`, ref.ConnectionID); n != 1 {
+	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1`, ref.ConnectionID); n != 2 {
 		t.Fatal("runs were not kept")
 	}
 	if n := h.count(`SELECT count(*) FROM alerts WHERE connection_id = $1 AND state = 'open'`, ref.ConnectionID); n != 0 {

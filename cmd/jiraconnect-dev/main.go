@@ -2,6 +2,11 @@
 // embedded Temporal server persisted to SQLite, the Temporal Web UI, the database migrations, the
 // API and a worker. Ctrl-C stops everything cleanly; state in the data directory and in Postgres
 // survives restarts.
+//
+// With --temporal-only it runs just the embedded Temporal server (and the UI unless --ui-port=0):
+// no migrations, API or worker. The fault-injection suite (faultsuite/) uses this to run the
+// Temporal server as a process of its own that it can stop and restart under a running API and
+// worker.
 package main
 
 import (
@@ -18,6 +23,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -46,8 +52,15 @@ func run(ctx context.Context, args []string) error {
 	uiPort := fs.Int("ui-port", 8233, "Temporal Web UI port")
 	demo := fs.Bool("demo", false, "also run the Jira simulator with a demo organization, connection and findings (a fresh demo database and data directory every start)")
 	simAddr := fs.String("sim-addr", "127.0.0.1:8090", "listen address of the Jira simulator in demo mode")
+	temporalOnly := fs.Bool("temporal-only", false, "run only the embedded Temporal server (and the UI unless --ui-port=0): no migrations, API or worker")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *temporalOnly {
+		if *demo {
+			return errors.New("--temporal-only and --demo cannot be combined")
+		}
+		return runTemporalOnly(ctx, *dataDir, *temporalPort, *uiPort)
 	}
 	start := time.Now()
 	if *demo {
@@ -173,6 +186,52 @@ Press Ctrl-C to stop.
 	}
 	log.Info("dev stack stopped")
 	return err
+}
+
+// runTemporalOnly runs the embedded Temporal server (persisted in dataDir, as in the full stack)
+// until ctx ends, then stops it. It prints one "temporal ready" line once the frontend accepts
+// connections, so a supervising process can wait for it.
+func runTemporalOnly(ctx context.Context, dataDir string, temporalPort, uiPort int) error {
+	// Only the namespace matters here; the rest of the configuration (database, keys, addresses)
+	// belongs to processes this mode does not run, so it is not loaded or validated.
+	namespace := strings.TrimSpace(os.Getenv("TEMPORAL_NAMESPACE"))
+	if namespace == "" {
+		namespace = "default"
+	}
+	absData, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	tsrv, err := devstack.StartTemporal(devstack.TemporalOptions{DataDir: absData, FrontendPort: temporalPort, Namespace: namespace})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := tsrv.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "jiraconnect-dev: stop temporal server:", err)
+		}
+	}()
+	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = devstack.WaitReady(readyCtx, tsrv.HostPort)
+	cancel()
+	if err != nil {
+		return err
+	}
+	uiURL := "disabled"
+	if uiPort != 0 {
+		ui, err := devstack.StartUI("127.0.0.1", uiPort, tsrv.HostPort, namespace)
+		if err != nil {
+			return err
+		}
+		defer ui.Stop()
+		uiURL = ui.URL
+	}
+	fmt.Fprintf(os.Stderr, "temporal ready on %s (namespace %q, data dir %s, UI %s, %s)\n",
+		tsrv.HostPort, namespace, absData, uiURL, time.Since(start).Round(time.Millisecond))
+	<-ctx.Done()
+	fmt.Fprintln(os.Stderr, "temporal stopping")
+	return nil
 }
 
 // runDemo creates the demo organization and connection once the API answers, and prints what to

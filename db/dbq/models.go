@@ -216,4 +216,7 @@ type WebhookDelivery struct {
 	DeliveryID   string
 	ReceivedAt   time.Time
 	SourceIp     pqtype.Inet
+	Seq          *int64
+	Change       pqtype.NullRawMessage
+	AppliedAt    *time.Time
 }

@@ -91,6 +91,32 @@ func (q *Queries) FailConnectorRun(ctx context.Context, arg FailConnectorRunPara
 	return i, err
 }
 
+const failRunsInFlight = `-- name: FailRunsInFlight :execrows
+UPDATE connector_runs
+SET outcome     = 'failed',
+    finished_at = $1,
+    error       = 'the connection was revoked while this run was in flight',
+    error_kind  = $2
+WHERE connection_id = $3 AND outcome = 'running'
+`
+
+type FailRunsInFlightParams struct {
+	FinishedAt   *time.Time
+	ErrorKind    *string
+	ConnectionID uuid.UUID
+}
+
+// A revoke ends the connection's runs still in flight: their activities are cancelled with the
+// connection and would leave them "running" for ever. A cancelled attempt that still tries to
+// finish its run afterwards finds it finished (FinishConnectorRun only changes running runs).
+func (q *Queries) FailRunsInFlight(ctx context.Context, arg FailRunsInFlightParams) (int64, error) {
+	result, err := q.db.Exec(ctx, failRunsInFlight, arg.FinishedAt, arg.ErrorKind, arg.ConnectionID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const finishConnectorRun = `-- name: FinishConnectorRun :one
 UPDATE connector_runs
 SET outcome     = $1,

@@ -7,10 +7,32 @@ package dbq
 
 import (
 	"context"
+	"encoding/json"
 
 	"github.com/google/uuid"
 	"github.com/sqlc-dev/pqtype"
 )
+
+const countPendingInbox = `-- name: CountPendingInbox :one
+SELECT count(*) FROM (
+    SELECT 1 FROM webhook_deliveries
+    WHERE connection_id = $1 AND change IS NOT NULL AND applied_at IS NULL
+    LIMIT $2
+) pending
+`
+
+type CountPendingInboxParams struct {
+	ConnectionID uuid.UUID
+	MaxRows      int32
+}
+
+// How many changes of a connection are pending, counted up to max_rows (enough to say "more").
+func (q *Queries) CountPendingInbox(ctx context.Context, arg CountPendingInboxParams) (int64, error) {
+	row := q.db.QueryRow(ctx, countPendingInbox, arg.ConnectionID, arg.MaxRows)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
 
 const getWebhookSigningSecret = `-- name: GetWebhookSigningSecret :one
 SELECT webhook_signing_secret FROM connections WHERE id = $1 AND deleted_at IS NULL
@@ -23,9 +45,88 @@ func (q *Queries) GetWebhookSigningSecret(ctx context.Context, id uuid.UUID) ([]
 	return webhook_signing_secret, err
 }
 
+const markInboxApplied = `-- name: MarkInboxApplied :execrows
+UPDATE webhook_deliveries SET applied_at = now()
+WHERE connection_id = $1 AND seq = $2::bigint AND change IS NOT NULL AND applied_at IS NULL
+`
+
+type MarkInboxAppliedParams struct {
+	ConnectionID uuid.UUID
+	Seq          int64
+}
+
+// Marks one pending change applied. It is run in the transaction of the change's effect: 0 rows
+// means another transaction applied it first, and the caller must then roll its own back.
+func (q *Queries) MarkInboxApplied(ctx context.Context, arg MarkInboxAppliedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, markInboxApplied, arg.ConnectionID, arg.Seq)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const markInboxAppliedThrough = `-- name: MarkInboxAppliedThrough :execrows
+UPDATE webhook_deliveries SET applied_at = now()
+WHERE connection_id = $1 AND seq <= $2::bigint AND change IS NOT NULL AND applied_at IS NULL
+`
+
+type MarkInboxAppliedThroughParams struct {
+	ConnectionID uuid.UUID
+	Seq          int64
+}
+
+// Marks every pending change of a connection up to seq applied (finding sync is off: nothing to do).
+func (q *Queries) MarkInboxAppliedThrough(ctx context.Context, arg MarkInboxAppliedThroughParams) (int64, error) {
+	result, err := q.db.Exec(ctx, markInboxAppliedThrough, arg.ConnectionID, arg.Seq)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const pendingInboxChanges = `-- name: PendingInboxChanges :many
+SELECT seq::bigint AS seq, delivery_id, change::jsonb AS change
+FROM webhook_deliveries
+WHERE connection_id = $1 AND change IS NOT NULL AND applied_at IS NULL
+ORDER BY seq
+LIMIT $2
+`
+
+type PendingInboxChangesParams struct {
+	ConnectionID uuid.UUID
+	MaxRows      int32
+}
+
+type PendingInboxChangesRow struct {
+	Seq        int64
+	DeliveryID string
+	Change     json.RawMessage
+}
+
+// The oldest pending changes of a connection, in apply order (webhook_deliveries_pending_idx).
+func (q *Queries) PendingInboxChanges(ctx context.Context, arg PendingInboxChangesParams) ([]PendingInboxChangesRow, error) {
+	rows, err := q.db.Query(ctx, pendingInboxChanges, arg.ConnectionID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PendingInboxChangesRow{}
+	for rows.Next() {
+		var i PendingInboxChangesRow
+		if err := rows.Scan(&i.Seq, &i.DeliveryID, &i.Change); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const recordWebhookDelivery = `-- name: RecordWebhookDelivery :execrows
-INSERT INTO webhook_deliveries (org_id, connection_id, delivery_id, source_ip)
-VALUES ($1, $2, $3, $4)
+INSERT INTO webhook_deliveries (org_id, connection_id, delivery_id, source_ip, change)
+VALUES ($1, $2, $3, $4, $5::jsonb)
 ON CONFLICT (connection_id, delivery_id) DO NOTHING
 `
 
@@ -34,15 +135,18 @@ type RecordWebhookDeliveryParams struct {
 	ConnectionID uuid.UUID
 	DeliveryID   string
 	SourceIp     pqtype.Inet
+	Change       json.RawMessage
 }
 
-// Accept-once: a redelivery of the same X-Atlassian-Webhook-Identifier inserts nothing.
+// Accept-once: a redelivery of the same X-Atlassian-Webhook-Identifier inserts nothing. A new
+// delivery is stored with its parsed change, pending until the connection's workflow applies it.
 func (q *Queries) RecordWebhookDelivery(ctx context.Context, arg RecordWebhookDeliveryParams) (int64, error) {
 	result, err := q.db.Exec(ctx, recordWebhookDelivery,
 		arg.OrgID,
 		arg.ConnectionID,
 		arg.DeliveryID,
 		arg.SourceIp,
+		arg.Change,
 	)
 	if err != nil {
 		return 0, err

@@ -158,3 +158,14 @@ SELECT action, metadata FROM audit_log
 WHERE target_type = 'connection' AND target_id = sqlc.arg(connection_id)::text
 ORDER BY id DESC
 LIMIT 1;
+
+-- name: FailRunsInFlight :execrows
+-- A revoke ends the connection's runs still in flight: their activities are cancelled with the
+-- connection and would leave them "running" for ever. A cancelled attempt that still tries to
+-- finish its run afterwards finds it finished (FinishConnectorRun only changes running runs).
+UPDATE connector_runs
+SET outcome     = 'failed',
+    finished_at = sqlc.arg(finished_at),
+    error       = 'the connection was revoked while this run was in flight',
+    error_kind  = sqlc.arg(error_kind)
+WHERE connection_id = sqlc.arg(connection_id) AND outcome = 'running';
