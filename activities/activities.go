@@ -153,6 +153,7 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 
 		NameDrainFindingQueue:     a.DrainFindingQueue,
 		NameApplyJiraChanges:      a.ApplyJiraChanges,
+		NameApplyInboxChanges:     a.ApplyInboxChanges,
 		NameReconcileLinkedIssues: a.ReconcileLinkedIssues,
 		NameRegisterWebhooks:      a.RegisterWebhooks,
 		NameRefreshWebhooks:       a.RefreshWebhooks,

@@ -19,7 +19,8 @@ type JiraStatus struct {
 }
 
 // JiraIssueChange is one accepted webhook delivery (or reconciliation observation) about an
-// issue: ids, the issue's status after the change and ordering information.
+// issue: ids, the issue's status after the change and ordering information. Its JSON form is also
+// what the webhook inbox stores (webhook_deliveries.change).
 type JiraIssueChange struct {
 	DeliveryID      string     `json:"delivery_id"`
 	Event           string     `json:"event"`
@@ -80,6 +81,24 @@ type ApplyResult struct {
 	Echoes   int `json:"echoes"`
 	Ignored  int `json:"ignored"`
 	Requeued int `json:"requeued"`
+}
+
+// InboxInput asks ApplyInboxChanges to apply the pending changes of the connection's webhook
+// inbox.
+type InboxInput struct {
+	ConnectionRef
+	// Max bounds the changes applied in this call (0: DefaultInboxBatch; at most MaxApplyChanges).
+	Max int `json:"max,omitempty"`
+}
+
+// DefaultInboxBatch is the default batch size of ApplyInboxChanges.
+const DefaultInboxBatch = 500
+
+// InboxResult reports an inbox pass: what the changes did (as ApplyResult) and how many are still
+// pending (Remaining, counted up to a bound), so the workflow runs another pass when it is not 0.
+type InboxResult struct {
+	ApplyResult
+	Remaining int `json:"remaining"`
 }
 
 // ReconcileResult reports a reconciliation pass.

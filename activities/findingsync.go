@@ -36,6 +36,7 @@ import (
 const (
 	NameDrainFindingQueue     = "DrainFindingQueue"
 	NameApplyJiraChanges      = "ApplyJiraChanges"
+	NameApplyInboxChanges     = "ApplyInboxChanges"
 	NameReconcileLinkedIssues = "ReconcileLinkedIssues"
 	NameRegisterWebhooks      = "RegisterWebhooks"
 	NameRefreshWebhooks       = "RefreshWebhooks"

@@ -45,6 +45,9 @@ const (
 	inboundEcho
 	inboundApplied
 	inboundRequeued
+	// inboundDone: the inbox change was already applied by another transaction (a concurrent or
+	// earlier attempt); nothing was done. Counted as ignored.
+	inboundDone
 )
 
 // ApplyJiraChanges applies issue changes reported by Jira (webhook deliveries, in delivery order)
@@ -95,7 +98,7 @@ func (a *Activities) ApplyJiraChanges(ctx context.Context, in ApplyInput) (Apply
 		if err := ctx.Err(); err != nil {
 			return res, activityError(ctx, err)
 		}
-		out, err := a.applyChange(ctx, in.ConnectionRef, cfg, ch, sourceWebhook, log)
+		out, err := a.applyChange(ctx, in.ConnectionRef, cfg, ch, sourceWebhook, log, nil)
 		if err != nil {
 			return res, activityError(ctx, err)
 		}
@@ -117,17 +120,23 @@ func count(res *ApplyResult, out inboundOutcome) {
 	}
 }
 
-// applyChange applies one report in one transaction (shared by webhooks and reconciliation).
-func (a *Activities) applyChange(ctx context.Context, ref ConnectionRef, cfg findings.SyncConfig, ch JiraIssueChange, source string, log *slog.Logger) (inboundOutcome, error) {
-	if ch.IssueID == "" {
-		return inboundIgnored, nil
-	}
+// applyChange applies one report in one transaction (shared by webhooks, the webhook inbox and
+// reconciliation).
+//
+// claim, when not nil, runs first in that transaction: it marks the inbox row the report came
+// from as applied and says whether the row was still pending. If it was not, another transaction
+// applied it (inboundDone) and nothing else happens; otherwise the report's effect commits with
+// the mark or not at all, so an inbox change applies exactly once however often a pass is retried
+// or interrupted. A report that cannot apply (no issue, no status) is still claimed.
+func (a *Activities) applyChange(ctx context.Context, ref ConnectionRef, cfg findings.SyncConfig, ch JiraIssueChange, source string, log *slog.Logger,
+	claim func(q *dbq.Queries) (bool, error)) (inboundOutcome, error) {
 	at := time.UnixMilli(ch.TimestampMillis).UTC()
 	if ch.TimestampMillis <= 0 {
 		at = ch.ReceivedAt.UTC()
 	}
 	status := findings.JiraStatus{ID: ch.Status.ID, Name: ch.Status.Name, CategoryKey: ch.Status.CategoryKey}
-	if status.IsZero() || at.IsZero() {
+	applicable := ch.IssueID != "" && !status.IsZero() && !at.IsZero()
+	if !applicable && claim == nil {
 		return inboundIgnored, nil
 	}
 	out := inboundIgnored
@@ -137,6 +146,19 @@ func (a *Activities) applyChange(ctx context.Context, ref ConnectionRef, cfg fin
 		from, to findings.Status
 	}
 	err := a.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
+		if claim != nil {
+			pending, err := claim(q)
+			if err != nil {
+				return err
+			}
+			if !pending {
+				out = inboundDone
+				return nil
+			}
+		}
+		if !applicable {
+			return nil
+		}
 		issueID := ch.IssueID
 		link, err := q.LockLinkByIssue(ctx, dbq.LockLinkByIssueParams{ConnectionID: ref.ConnectionID, IssueID: &issueID})
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -393,7 +415,7 @@ func (a *Activities) reconcilePage(ctx context.Context, ref ConnectionRef, cfg f
 			Status:          JiraStatus{ID: st.ID, Name: st.Name, CategoryKey: st.Category.Key},
 			TimestampMillis: is.Fields.Updated.UnixMilli(), ReceivedAt: a.now().UTC(),
 		}
-		out, err := a.applyChange(ctx, ref, cfg, ch, sourceReconcile, log)
+		out, err := a.applyChange(ctx, ref, cfg, ch, sourceReconcile, log, nil)
 		if err != nil {
 			return err
 		}

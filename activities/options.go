@@ -122,9 +122,11 @@ func DrainOptions() workflow.ActivityOptions {
 	}
 }
 
-// ApplyOptions are for ApplyJiraChanges: Postgres only, idempotent (duplicates and stale reports
-// are ignored), and a lost inbound change would leave the finding behind until reconciliation, so
-// it retries without an attempt limit like the state activities.
+// ApplyOptions are for ApplyJiraChanges and ApplyInboxChanges: Postgres only, idempotent
+// (duplicates and stale reports are ignored; an inbox change is marked applied with its effect),
+// and a lost inbound change would leave the finding behind until reconciliation, so they retry
+// without an attempt limit like the state activities. An inbox pass of DefaultInboxBatch changes
+// is that many short transactions, far inside the timeout, heartbeating as it goes.
 func ApplyOptions() workflow.ActivityOptions {
 	return workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"go.temporal.io/sdk/client"
@@ -25,6 +26,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/metrics"
 	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
+	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 // Pinger is anything /readyz must be able to reach.
@@ -81,6 +83,8 @@ type Server struct {
 	log     *slog.Logger
 	deps    Deps
 	maxBody int64
+	// nudges rings connection workflows' doorbells after webhook deliveries are stored.
+	nudges *nudger
 }
 
 // New wires routes and middleware.
@@ -92,6 +96,13 @@ func New(deps Deps) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	s := &Server{e: e, log: deps.Log, deps: deps, maxBody: deps.MaxBodyBytes}
+	var signal func(ctx context.Context, connID uuid.UUID) error
+	if deps.Temporal != nil {
+		signal = func(ctx context.Context, connID uuid.UUID) error {
+			return deps.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(connID), "", workflows.SignalInboxNudge, nil)
+		}
+	}
+	s.nudges = newNudger(signal, deps.Log)
 	e.HTTPErrorHandler = s.handleError
 	// The router must not guess at client IPs from headers; the webhook bridge does its own
 	// trusted-proxy handling.
@@ -152,7 +163,14 @@ func (s *Server) Handler() http.Handler { return s.e }
 // Echo exposes the router so later features (connections, findings, webhooks) can add routes.
 func (s *Server) Echo() *echo.Echo { return s.e }
 
-// Serve listens on addr until ctx is cancelled, then drains in-flight requests.
+// Close stops what the server runs in the background: webhook inbox nudges in flight are
+// cancelled (their deliveries are stored; workflows find them with their next inbox check) and no
+// new ones are sent. Serve calls it when its context ends; callers that only use Handler call it
+// themselves.
+func (s *Server) Close() { s.nudges.close() }
+
+// Serve listens on addr until ctx is cancelled, then drains in-flight requests. Webhook inbox
+// nudges in flight are cancelled with ctx.
 func (s *Server) Serve(ctx context.Context, addr string) error {
 	srv := &http.Server{
 		Addr:              addr,
@@ -164,11 +182,13 @@ func (s *Server) Serve(ctx context.Context, addr string) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
+	defer s.Close()
 	select {
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
 	}
+	s.Close()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {

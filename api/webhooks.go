@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/sqlc-dev/pqtype"
-	"go.temporal.io/api/serviceerror"
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
@@ -29,13 +30,31 @@ import (
 // DefaultWebhookMaxBytes caps webhook bodies.
 const DefaultWebhookMaxBytes = 1 << 20
 
-// jiraWebhook is the webhook-to-signal bridge. It authenticates a delivery (source IP, URL
-// secret, HMAC signature), accepts each delivery once, and hands the parsed change to the
-// connection's workflow as a signal. It answers fast with real status codes — 401 wrong secret or
-// signature, 403 source not allowed, 404 unknown or revoked connection, 413 too large, 400
-// malformed — because Jira retries 408/409/425/429/5xx and nothing else.
+// jiraWebhook is the webhook bridge. It authenticates a delivery (source IP, URL secret, HMAC
+// signature), parses it, and stores it — accepted once per delivery id — with its parsed change
+// (ids, keys and statuses only) in the connection's webhook inbox, in one short transaction that
+// does nothing else. Once that has committed the delivery is durable and the answer is 202; a
+// delivery seen before is answered 200 duplicate. Only then, and without making the answer wait,
+// the connection's workflow is nudged (SignalInboxNudge, coalesced per connection by the nudger):
+// it applies the inbox's pending changes in one activity, each exactly once.
 //
-// Nothing from the payload is echoed back, and nothing is rendered as HTML.
+// Why not a signal per delivery, as before: a signal is one workflow update, so Temporal's
+// per-workflow rate capped a connection's deliveries per second, each delivery cost a workflow
+// task that competed with the outbound drain, and a signal sent inside the dedupe transaction held
+// a pooled Postgres connection for as long as Temporal took, so a slow Temporal stalled every
+// endpoint. Now no Temporal call happens inside a transaction, and Temporal being slow or down
+// delays only when deliveries are applied, never their acceptance.
+//
+// There is no 503 any more: a delivery for a connection whose workflow is not running is stored
+// (202) and applied once the workflow runs, since a workflow with finding sync checks its inbox
+// with every reconciliation (the first one of a fresh workflow included); without finding sync a
+// change has nothing to apply to and the next inbox pass just marks it. A nudge that fails is
+// logged (ids only) and made up for the same way.
+//
+// The answers are fast and use real status codes — 401 wrong secret or signature, 403 source not
+// allowed, 404 unknown or revoked connection, 413 too large, 400 malformed — because Jira retries
+// 408/409/425/429/5xx and nothing else. Nothing from the payload is echoed back, and nothing is
+// rendered as HTML.
 func (s *Server) jiraWebhook(c echo.Context) error {
 	req := c.Request()
 	ip := s.clientAddr(c)
@@ -105,31 +124,27 @@ func (s *Server) jiraWebhook(c echo.Context) error {
 		change.StatusChanged = true
 		change.FromStatusName = ev.StatusChange.FromName
 	}
-	duplicate := false
-	// The dedupe row and the signal succeed or fail together: if the signal cannot be delivered
-	// the row is rolled back and Jira's retry gets another chance.
-	err = s.deps.DB.InOrg(ctx, target.OrgID, func(q *dbq.Queries) error {
-		n, err := q.RecordWebhookDelivery(ctx, dbq.RecordWebhookDeliveryParams{
-			OrgID: target.OrgID, ConnectionID: connID, DeliveryID: deliveryID, SourceIp: inet(ip)})
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			duplicate = true
-			return nil
-		}
-		return s.deps.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(connID), "", workflows.SignalJiraIssueChanged, change)
-	})
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return &Error{Status: http.StatusServiceUnavailable, Code: "workflow_unavailable", Message: "connection workflow is not running; retry later"}
-	}
+	stored, err := json.Marshal(change)
 	if err != nil {
-		return err
+		return fmt.Errorf("encode change of webhook delivery for connection %s: %w", connID, err)
 	}
-	if duplicate {
+	// One short transaction that only stores the delivery: the dedupe row and the inbox entry are
+	// the same row, and nothing slow (no Temporal call) happens while it is open.
+	var inserted int64
+	err = s.deps.DB.InOrg(ctx, target.OrgID, func(q *dbq.Queries) error {
+		var err error
+		inserted, err = q.RecordWebhookDelivery(ctx, dbq.RecordWebhookDeliveryParams{
+			OrgID: target.OrgID, ConnectionID: connID, DeliveryID: deliveryID, SourceIp: inet(ip), Change: stored})
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store webhook delivery for connection %s: %w", connID, err)
+	}
+	if inserted == 0 {
 		return c.JSON(http.StatusOK, map[string]string{"status": "duplicate"})
 	}
+	// Committed: the delivery is durable. Ring the workflow's doorbell without waiting for it.
+	s.nudges.nudge(connID)
 	return c.JSON(http.StatusAccepted, map[string]string{"status": "accepted"})
 }
 

@@ -127,6 +127,7 @@ type ConnectionState struct {
 	FindingQueuePending    bool       `json:"finding_queue_pending"`
 	FindingQueueNextDue    *time.Time `json:"finding_queue_next_due,omitempty"`
 	PendingInboundChanges  int        `json:"pending_inbound_changes"`
+	InboxPending           bool       `json:"inbox_pending"`
 	ReconcileNeeded        bool       `json:"reconcile_needed"`
 	FindingOpInProgress    string     `json:"finding_op_in_progress,omitempty"`
 	NextFindingOpAt        *time.Time `json:"next_finding_op_at,omitempty"`
@@ -151,7 +152,7 @@ func stateView(s State) ConnectionState {
 		SyncCadence: s.SyncCadence, StaleThreshold: s.StaleThreshold,
 
 		FindingSync: s.FindingSync, FindingQueuePending: s.QueuePending, FindingQueueNextDue: timePtr(s.QueueNextDue),
-		PendingInboundChanges: len(s.Inbound), ReconcileNeeded: s.ReconcileNeeded,
+		PendingInboundChanges: len(s.Inbound), InboxPending: s.InboxPending, ReconcileNeeded: s.ReconcileNeeded,
 		FindingOpInProgress: s.FindingRunning, NextFindingOpAt: timePtr(s.NextFindingAt),
 		LastReconcileAt: timePtr(s.LastReconcileAt), WebhookRegisterPending: s.WebhookRegisterPending,
 		WebhooksRefreshedAt: timePtr(s.WebhooksAt), WebhooksSkipped: s.WebhooksSkipped,
@@ -213,6 +214,7 @@ type runner struct {
 
 	configCh, revokeCh         workflow.ReceiveChannel
 	findingsPendingCh, issueCh workflow.ReceiveChannel
+	inboxCh                    workflow.ReceiveChannel
 
 	syncsThisRun      int
 	findingOpsThisRun int
@@ -228,10 +230,16 @@ type ticketed struct {
 	cmd    Command
 }
 
+// inboxChangeID names the workflow change that made reconciliation ticks check the webhook inbox
+// (ApplyInboxChanges). Histories recorded before it replay with workflow.DefaultVersion and so
+// without those checks; every run started since records version 1.
+const inboxChangeID = "webhook-inbox"
+
 func newRunner(ctx workflow.Context, in ConnectionInput) *runner {
 	loopCtx, cancel := workflow.WithCancel(ctx)
 	s := NewState(in.OrgID, in.ConnectionID, in.Carried)
 	s.ReconcileInterval, s.WebhookRefreshInterval = in.ReconcileInterval, in.WebhookRefreshInterval
+	s.InboxChecks = workflow.GetVersion(ctx, inboxChangeID, workflow.DefaultVersion, 1) >= 1
 	return &runner{
 		ctx: ctx, loopCtx: loopCtx, cancelLoop: cancel, in: in,
 		s:                 s,
@@ -240,6 +248,7 @@ func newRunner(ctx workflow.Context, in ConnectionInput) *runner {
 		revokeCh:          workflow.GetSignalChannel(ctx, SignalRevoke),
 		findingsPendingCh: workflow.GetSignalChannel(ctx, SignalFindingsPending),
 		issueCh:           workflow.GetSignalChannel(ctx, SignalJiraIssueChanged),
+		inboxCh:           workflow.GetSignalChannel(ctx, SignalInboxNudge),
 	}
 }
 
@@ -395,7 +404,7 @@ func (r *runner) run() error {
 // woken says the loop has something to do.
 func (r *runner) woken() bool {
 	return len(r.queue) > 0 || r.configCh.Len() > 0 || r.revokeCh.Len() > 0 ||
-		r.findingsPendingCh.Len() > 0 || r.issueCh.Len() > 0 ||
+		r.findingsPendingCh.Len() > 0 || r.issueCh.Len() > 0 || r.inboxCh.Len() > 0 ||
 		(r.sync != nil && r.sync.IsReady()) || (r.finding != nil && r.finding.IsReady()) ||
 		(r.timer != nil && r.timer.IsReady()) ||
 		(r.wantContinueAsNew() && (!r.s.Draining || (r.idle() && workflow.AllHandlersFinished(r.ctx))))
@@ -423,6 +432,10 @@ func (r *runner) drainSignals() bool {
 			break
 		}
 		r.apply(JiraIssueChanged{Change: change})
+		got = true
+	}
+	for r.inboxCh.ReceiveAsync(nil) {
+		r.apply(InboxNudged{})
 		got = true
 	}
 	for {
@@ -536,6 +549,12 @@ func (r *runner) finishFinding() {
 			if res.NextDue != nil {
 				ev.NextDue = *res.NextDue
 			}
+		}
+	case FindingOpInbox:
+		var res activities.InboxResult
+		if err = f.Get(r.ctx, &res); err == nil {
+			ev.Remaining = res.Remaining
+			ev.Handled = res.Applied + res.Echoes + res.Ignored + res.Requeued
 		}
 	case FindingOpRegister, FindingOpRefresh:
 		var res activities.WebhookResult
@@ -673,7 +692,7 @@ func (r *runner) exec(cmd Command) {
 
 // startFinding starts the finding activity of c without waiting for it. Inputs carry the
 // connection's ids (and, for an apply, the inbound changes: issue ids, statuses and delivery ids)
-// — never finding content or credentials.
+// — never finding content or credentials. An inbox pass reads its changes from Postgres.
 func (r *runner) startFinding(c CmdStartFinding) {
 	fctx, cancel := workflow.WithCancel(r.loopCtx)
 	fctx = workflow.WithActivityOptions(fctx, findingOptions(c.Op))
@@ -681,6 +700,8 @@ func (r *runner) startFinding(c CmdStartFinding) {
 	switch c.Op {
 	case FindingOpApply:
 		f = workflow.ExecuteActivity(fctx, acts.ApplyJiraChanges, activities.ApplyInput{ConnectionRef: r.ref(), Changes: c.Changes})
+	case FindingOpInbox:
+		f = workflow.ExecuteActivity(fctx, acts.ApplyInboxChanges, activities.InboxInput{ConnectionRef: r.ref(), Max: activities.DefaultInboxBatch})
 	case FindingOpDrain:
 		info := workflow.GetInfo(r.ctx)
 		f = workflow.ExecuteActivity(fctx, acts.DrainFindingQueue, activities.DrainInput{

@@ -29,6 +29,12 @@ type findingStubs struct {
 	attempts []findingCall
 	drains   []activities.DrainInput
 	applied  [][]string // delivery ids of each successful ApplyJiraChanges
+	// inbox is the number of pending changes in the scripted webhook inbox; each ApplyInboxChanges
+	// takes up to its Max of them and reports the rest as Remaining. inboxPasses counts the
+	// successful passes and inboxTaken what each took.
+	inbox       int
+	inboxPasses int
+	inboxTaken  []int
 	// delay is how long each operation takes on the workflow clock; fail decides whether an
 	// attempt fails (nil: it succeeds).
 	delay map[string]time.Duration
@@ -46,7 +52,7 @@ type findingCall struct {
 var findingOpOfActivity = map[string]string{
 	activities.NameApplyJiraChanges: FindingOpApply, activities.NameDrainFindingQueue: FindingOpDrain,
 	activities.NameReconcileLinkedIssues: FindingOpReconcile, activities.NameRegisterWebhooks: FindingOpRegister,
-	activities.NameRefreshWebhooks: FindingOpRefresh,
+	activities.NameRefreshWebhooks: FindingOpRefresh, activities.NameApplyInboxChanges: FindingOpInbox,
 }
 
 func newFindingStubs(w *world) *findingStubs {
@@ -61,6 +67,7 @@ func newFindingStubs(w *world) *findingStubs {
 	env := w.env
 	env.OnActivity(acts.DrainFindingQueue, mock.Anything, mock.Anything).AfterFn(delay(FindingOpDrain)).Return(f.drain)
 	env.OnActivity(acts.ApplyJiraChanges, mock.Anything, mock.Anything).AfterFn(delay(FindingOpApply)).Return(f.apply)
+	env.OnActivity(acts.ApplyInboxChanges, mock.Anything, mock.Anything).AfterFn(delay(FindingOpInbox)).Return(f.applyInbox)
 	env.OnActivity(acts.ReconcileLinkedIssues, mock.Anything, mock.Anything).AfterFn(delay(FindingOpReconcile)).Return(f.reconcile)
 	env.OnActivity(acts.RegisterWebhooks, mock.Anything, mock.Anything).AfterFn(delay(FindingOpRegister)).Return(f.register)
 	env.OnActivity(acts.RefreshWebhooks, mock.Anything, mock.Anything).AfterFn(delay(FindingOpRefresh)).Return(f.refresh)
@@ -159,6 +166,30 @@ func (f *findingStubs) apply(_ context.Context, in activities.ApplyInput) (activ
 	return activities.ApplyResult{Applied: len(ids)}, nil
 }
 
+// applyInbox answers like ApplyInboxChanges over the scripted inbox.
+func (f *findingStubs) applyInbox(_ context.Context, in activities.InboxInput) (activities.InboxResult, error) {
+	if in.OrgID != testOrg || in.ConnectionID != testConn || in.Max != activities.DefaultInboxBatch {
+		f.w.t.Errorf("inbox input %+v", in)
+	}
+	if err := f.failure(FindingOpInbox); err != nil {
+		return activities.InboxResult{}, err
+	}
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	took := min(f.inbox, in.Max)
+	f.inbox -= took
+	f.inboxPasses++
+	f.inboxTaken = append(f.inboxTaken, took)
+	return activities.InboxResult{ApplyResult: activities.ApplyResult{Applied: took}, Remaining: f.inbox}, nil
+}
+
+// fillInbox adds n pending changes to the scripted inbox.
+func (f *findingStubs) fillInbox(n int) {
+	f.w.mu.Lock()
+	defer f.w.mu.Unlock()
+	f.inbox += n
+}
+
 func (f *findingStubs) reconcile(_ context.Context, ref activities.ConnectionRef) (activities.ReconcileResult, error) {
 	if ref.ConnectionID != testConn {
 		f.w.t.Errorf("reconcile of %v", ref)
@@ -218,6 +249,8 @@ func (f *findingStubs) startsBetween(from, to time.Time) []findingCall {
 }
 
 func (w *world) signalFindingsPending() { w.env.SignalWorkflow(SignalFindingsPending, nil) }
+
+func (w *world) signalInboxNudge() { w.env.SignalWorkflow(SignalInboxNudge, nil) }
 
 func (w *world) signalChanges(from, to int) {
 	for i := from; i <= to; i++ {
@@ -315,6 +348,70 @@ func TestInboundChangesAreBatched(t *testing.T) {
 	}
 	if got := w.findings.starts(FindingOpApply, true); !equalTimes(got, times(t0, time.Hour, time.Hour+time.Minute)) {
 		t.Errorf("applies at %v", got)
+	}
+}
+
+// TestInboxNudgeAppliesTheInbox: the bridge's doorbell starts ApplyInboxChanges, a pass that
+// reports pending changes is followed by another at once, and the nudges of deliveries stored
+// while a pass runs coalesce into one more pass.
+func TestInboxNudgeAppliesTheInbox(t *testing.T) {
+	w := newWorld(t)
+	w.findings.delay[FindingOpInbox] = time.Minute
+	h := t0.Add(time.Hour)
+	var during, after ConnectionState
+	w.at(time.Hour, func() {
+		w.findings.fillInbox(2*activities.DefaultInboxBatch + 1)
+		w.signalInboxNudge()
+	})
+	// During the third (last) pass, more deliveries are stored, each with its nudge.
+	w.at(time.Hour+2*time.Minute+10*time.Second, func() {
+		w.findings.fillInbox(3)
+		for range 3 {
+			w.signalInboxNudge()
+		}
+	})
+	w.at(time.Hour+2*time.Minute+20*time.Second, func() { during = w.state() })
+	w.at(90*time.Minute, func() { after = w.state() })
+	w.cancelAt(2 * time.Hour)
+	w.start(ConnectionInput{})
+	w.requireCanceled()
+
+	if got := w.findings.starts(FindingOpInbox, true); !equalTimes(got, times(h, 0, time.Minute, 2*time.Minute, 3*time.Minute)) {
+		t.Errorf("inbox passes at %v, want three for the backlog and one for the nudges during the last", got)
+	}
+	// The stub reads its inbox when a pass ends, so the third pass already took the new changes;
+	// their three nudges still make exactly one more pass (the workflow cannot know), which finds
+	// nothing.
+	if want := []int{500, 500, 4, 0}; !slices.Equal(w.findings.inboxTaken, want) || w.findings.inbox != 0 {
+		t.Errorf("passes took %v (left %d), want %v", w.findings.inboxTaken, w.findings.inbox, want)
+	}
+	if during.FindingOpInProgress != FindingOpInbox || !during.InboxPending {
+		t.Errorf("state during the last pass: %+v", during)
+	}
+	if after.InboxPending || after.FindingOpInProgress != "" || after.NextFindingOpAt != nil {
+		t.Errorf("state after: %+v", after)
+	}
+	if n := len(w.findings.starts(FindingOpApply, true)) + len(w.findings.starts(FindingOpDrain, true)); n != 0 {
+		t.Errorf("other finding work: %d", n)
+	}
+}
+
+// TestLostInboxNudgeConvergesWithReconciliation: deliveries whose nudge never arrived are applied
+// with the next reconciliation tick.
+func TestLostInboxNudgeConvergesWithReconciliation(t *testing.T) {
+	w := newWorld(t)
+	w.snap.FindingSync = true
+	w.at(20*time.Minute, func() { w.findings.fillInbox(7) }) // stored, but no nudge
+	w.cancelAt(40 * time.Minute)
+	w.start(ConnectionInput{})
+	w.requireCanceled()
+
+	every := times(t0, 0, 15*time.Minute, 30*time.Minute)
+	if got := w.findings.starts(FindingOpInbox, true); !equalTimes(got, every) {
+		t.Errorf("inbox checks at %v, want one with each reconciliation %v", got, every)
+	}
+	if want := []int{0, 0, 7}; !slices.Equal(w.findings.inboxTaken, want) {
+		t.Errorf("passes took %v, want %v", w.findings.inboxTaken, want)
 	}
 }
 

@@ -8,8 +8,9 @@ import (
 )
 
 // This file is the finding ⇄ issue half of the connection's state machine. Per-finding state lives
-// in Postgres (finding_sync_queue, finding_issue_links); the machine only knows that there is work
-// — a flag for the outbound queue, a bounded buffer of inbound issue changes, and the deadlines of
+// in Postgres (finding_sync_queue, finding_issue_links, the webhook inbox in webhook_deliveries);
+// the machine only knows that there is work — a flag for the outbound queue, a flag for the inbox,
+// a bounded buffer of inbound issue changes signalled the old way, and the deadlines of
 // reconciliation and webhook refresh — so its state is O(1) however many findings a connection has.
 //
 // The finding work runs in its own lane, next to the evidence sync: at most one finding activity
@@ -19,23 +20,26 @@ import (
 // Finding operations: which activity the finding lane runs (CmdStartFinding.Op).
 const (
 	FindingOpApply     = "apply"     // ApplyJiraChanges with the buffered inbound changes
+	FindingOpInbox     = "inbox"     // ApplyInboxChanges: the pending changes of the webhook inbox
 	FindingOpRegister  = "register"  // RegisterWebhooks
 	FindingOpRefresh   = "refresh"   // RefreshWebhooks
 	FindingOpReconcile = "reconcile" // ReconcileLinkedIssues
 	FindingOpDrain     = "drain"     // DrainFindingQueue
 )
 
-// findingOpOrder is the lane's priority order. Inbound changes come first: they are the freshest
-// word on what a user did in Jira, and applying them before pushing makes the drain see them.
+// findingOpOrder is the lane's priority order. Inbound changes come first (the signalled buffer,
+// then the webhook inbox): they are the freshest word on what a user did in Jira, and applying
+// them before pushing makes the drain see them.
 // One-shot operations (webhooks, reconciliation) come before the drain, which repeats while the
 // queue has due items; the fairness rule in nextFindingOp keeps any of them from starving the
 // others.
-var findingOpOrder = []string{FindingOpApply, FindingOpRegister, FindingOpReconcile, FindingOpDrain, FindingOpRefresh}
+var findingOpOrder = []string{FindingOpApply, FindingOpInbox, FindingOpRegister, FindingOpReconcile, FindingOpDrain, FindingOpRefresh}
 
 // Finding-sync defaults and bounds.
 const (
-	// DefaultReconcileInterval is how often linked issues are reconciled (and the queue drained),
-	// so that a lost webhook or a lost findings-pending signal converges within it.
+	// DefaultReconcileInterval is how often linked issues are reconciled (and the queue drained
+	// and the webhook inbox checked), so that a lost webhook, a lost findings-pending signal or a
+	// lost inbox nudge converges within it.
 	DefaultReconcileInterval = 15 * time.Minute
 	// DefaultWebhookRefreshInterval is how often dynamic webhooks are refreshed: well before
 	// Jira's 30-day expiry, so a few failed refreshes in a row still do not let them lapse.
@@ -79,9 +83,16 @@ type FindingCarried struct {
 	// the idempotency key of the drain's connector run). It only grows, across runs.
 	DrainSeq int64 `json:"drain_seq,omitempty"`
 
-	// Inbound holds the issue changes received and not yet applied, in arrival order; at most
-	// MaxInboundBuffer.
+	// Inbound holds the issue changes received by signal (SignalJiraIssueChanged) and not yet
+	// applied, in arrival order; at most MaxInboundBuffer.
 	Inbound []activities.JiraIssueChange `json:"inbound,omitempty"`
+	// InboxPending says the webhook inbox may hold pending changes: set by an inbox nudge, by a
+	// reconciliation tick (in runs with InboxChecks) and by an inbox pass that left changes
+	// behind. Consumed when ApplyInboxChanges starts, so a nudge during the pass runs another.
+	InboxPending bool `json:"inbox_pending,omitempty"`
+	// InboxRetryAt is when to look at the inbox again after a pass that reported pending changes
+	// but took none (zero: no such wait), so the lane never spins.
+	InboxRetryAt time.Time `json:"inbox_retry_at,omitzero"`
 	// ReconcileNeeded asks for a reconciliation at once (inbound changes were dropped).
 	ReconcileNeeded bool `json:"reconcile_needed,omitempty"`
 	// LastReconcileAt is when the last reconciliation started; the next is an interval later.
@@ -97,9 +108,9 @@ type FindingCarried struct {
 	WebhooksExpireAt time.Time `json:"webhooks_expire_at,omitzero"`
 	WebhooksSkipped  bool      `json:"webhooks_skipped,omitempty"`
 
-	// FindingFailures counts consecutive failed queue operations (apply, reconcile, drain) and
-	// FindingBackoffUntil holds them back after a failure; WebhookFailures and WebhookRetryAt do
-	// the same for webhook registration and refresh, so a webhook problem never stops the queue.
+	// FindingFailures counts consecutive failed queue operations (apply, inbox, reconcile, drain)
+	// and FindingBackoffUntil holds them back after a failure; WebhookFailures and WebhookRetryAt
+	// do the same for webhook registration and refresh, so a webhook problem never stops the queue.
 	FindingFailures     int       `json:"finding_failures,omitempty"`
 	FindingBackoffUntil time.Time `json:"finding_backoff_until,omitzero"`
 	WebhookFailures     int       `json:"webhook_failures,omitempty"`
@@ -119,12 +130,15 @@ type (
 	FindingsPending struct{}
 	// JiraIssueChanged is the jira-issue-changed signal.
 	JiraIssueChanged struct{ Change activities.JiraIssueChange }
+	// InboxNudged is the inbox-nudge signal: the webhook inbox has new changes.
+	InboxNudged struct{}
 	// FindingFinished reports the end of the finding operation Op: its result, or an ErrorType and
 	// Message when it failed for good.
 	FindingFinished struct {
 		Op string
 		// Drain: Remaining due items, Handled items (created, transitioned, unchanged or failed),
-		// NextDue the earliest delayed item (zero: none).
+		// NextDue the earliest delayed item (zero: none). Inbox: Remaining pending changes,
+		// Handled changes taken off the inbox (applied, echoes, ignored or requeued).
 		Remaining int
 		Handled   int
 		NextDue   time.Time
@@ -139,6 +153,7 @@ type (
 
 func (FindingsPending) isEvent()  {}
 func (JiraIssueChanged) isEvent() {}
+func (InboxNudged) isEvent()      {}
 func (FindingFinished) isEvent()  {}
 
 // Finding-sync commands.
@@ -249,6 +264,10 @@ func (st *step) findingFinished(e FindingFinished) {
 	default:
 		s.FindingFailures, s.FindingBackoffUntil = 0, time.Time{}
 	}
+	if e.Op == FindingOpInbox {
+		st.inboxFinished(e)
+		return
+	}
 	if e.Op != FindingOpDrain {
 		return
 	}
@@ -267,6 +286,20 @@ func (st *step) findingFinished(e FindingFinished) {
 	}
 }
 
+// inboxFinished: a pass that left changes behind asks for the next one at once — or, if it took
+// none (they committed after it read the inbox), shortly, so the lane never spins.
+func (st *step) inboxFinished(e FindingFinished) {
+	s := &st.s
+	s.InboxRetryAt = time.Time{}
+	switch {
+	case e.Remaining <= 0:
+	case e.Handled > 0:
+		s.InboxPending = true
+	default:
+		s.InboxRetryAt = st.now.Add(noProgressDelay)
+	}
+}
+
 // findingFailed: the operation failed for good. What it was meant to do is asked for again, and
 // the lane backs off; reauth_required is the sync's needs_reauth wait, revoked is handled by Step.
 func (st *step) findingFailed(e FindingFinished) {
@@ -281,6 +314,8 @@ func (st *step) findingFailed(e FindingFinished) {
 		} else {
 			st.requeueChanges(s.Applying)
 		}
+	case FindingOpInbox:
+		s.InboxPending = true
 	case FindingOpReconcile:
 		s.ReconcileNeeded = true
 	case FindingOpDrain:
@@ -345,11 +380,17 @@ func (st *step) settleFindings() {
 	switch op {
 	case FindingOpApply:
 		cmd.Changes, s.Applying, s.Inbound = s.Inbound, s.Inbound, nil
+	case FindingOpInbox:
+		s.InboxPending, s.InboxRetryAt = false, time.Time{}
 	case FindingOpRegister:
 		s.WebhookRegisterPending = false
 	case FindingOpReconcile:
 		// Each reconciliation tick also drains: a lost findings-pending nudge converges too.
 		s.LastReconcileAt, s.ReconcileNeeded, s.QueuePending = st.now, false, true
+		if s.InboxChecks {
+			// And looks at the webhook inbox: a lost inbox nudge converges too.
+			s.InboxPending = true
+		}
 	case FindingOpDrain:
 		s.QueuePending, s.QueueNextDue = false, time.Time{}
 		s.DrainSeq++
@@ -395,6 +436,14 @@ func (s State) findingReadyAt(op string) (time.Time, bool) {
 	switch op {
 	case FindingOpApply:
 		return s.FindingBackoffUntil, len(s.Inbound) > 0
+	case FindingOpInbox:
+		switch {
+		case s.InboxPending:
+			return s.FindingBackoffUntil, true
+		case !s.InboxRetryAt.IsZero():
+			return later(s.InboxRetryAt, s.FindingBackoffUntil), true
+		}
+		return time.Time{}, false
 	case FindingOpRegister:
 		return s.WebhookRetryAt, s.WebhookRegisterPending
 	case FindingOpRefresh:

@@ -46,6 +46,13 @@ func lane(s State, op string) State {
 	return s
 }
 
+// inboxChecks is s in a run whose history carries the inbox version: reconciliation ticks also
+// check the webhook inbox.
+func inboxChecks(s State) State {
+	s.InboxChecks = true
+	return s
+}
+
 func needsReauth(s State) State {
 	s.Status, s.NextSyncAt, s.NextFindingAt = StatusNeedsReauth, time.Time{}, time.Time{}
 	return s
@@ -185,6 +192,166 @@ func TestFindingStep(t *testing.T) {
 			check: func(t *testing.T, s State) {
 				if s.ReconcileNeeded || !s.QueuePending || s.LastReconcileAt != t0.Add(10*time.Minute) {
 					t.Errorf("state: %+v", s.FindingCarried)
+				}
+			},
+		},
+		// The webhook inbox.
+		{
+			name: "an inbox nudge applies the inbox at once", state: loaded(), event: InboxNudged{}, now: h,
+			want: []string{"finding inbox"},
+			check: func(t *testing.T, s State) {
+				if s.InboxPending || s.FindingRunning != FindingOpInbox || !s.NextFindingAt.IsZero() {
+					t.Errorf("state: %+v", s.FindingCarried)
+				}
+			},
+		},
+		{
+			name: "nudges during an inbox pass coalesce into one more pass", state: lane(loaded(), FindingOpInbox),
+			event: InboxNudged{}, now: h, want: []string{},
+			check: func(t *testing.T, s State) {
+				if !s.InboxPending || s.FindingRunning != FindingOpInbox {
+					t.Errorf("state: %+v", s.FindingCarried)
+				}
+				s, _ = Step(s, InboxNudged{}, h)
+				// The pass in flight may have read the inbox before those deliveries were stored.
+				s, cmds := Step(s, FindingFinished{Op: FindingOpInbox, Handled: 3}, h.Add(time.Second))
+				if !reflect.DeepEqual(describe(cmds), []string{"finding inbox"}) || s.InboxPending {
+					t.Errorf("after the pass: %q %+v", describe(cmds), s.FindingCarried)
+				}
+			},
+		},
+		{
+			name: "an inbox pass that left changes behind runs again", state: lane(loaded(), FindingOpInbox),
+			event: FindingFinished{Op: FindingOpInbox, Remaining: 700, Handled: 500}, now: h,
+			want: []string{"finding inbox"},
+		},
+		{
+			name: "an inbox pass that emptied the inbox ends the work", state: lane(loaded(), FindingOpInbox),
+			event: FindingFinished{Op: FindingOpInbox, Handled: 42}, now: h,
+			want: []string{},
+			check: func(t *testing.T, s State) {
+				if s.InboxPending || !s.InboxRetryAt.IsZero() || !s.NextFindingAt.IsZero() || s.LastFindingOp != FindingOpInbox {
+					t.Errorf("state: %+v next %v", s.FindingCarried, s.NextFindingAt)
+				}
+			},
+		},
+		{
+			name: "pending changes an inbox pass could not take are tried again shortly", state: lane(loaded(), FindingOpInbox),
+			event: FindingFinished{Op: FindingOpInbox, Remaining: 5}, now: h,
+			want: []string{},
+			check: func(t *testing.T, s State) {
+				if s.InboxPending || s.InboxRetryAt != h.Add(noProgressDelay) || s.NextFindingAt != h.Add(noProgressDelay) {
+					t.Errorf("state: %+v next %v", s.FindingCarried, s.NextFindingAt)
+				}
+				s, cmds := Step(s, TimerFired{}, h.Add(noProgressDelay))
+				if !reflect.DeepEqual(describe(cmds), []string{"finding inbox"}) || !s.InboxRetryAt.IsZero() {
+					t.Errorf("at the retry: %q %+v", describe(cmds), s.FindingCarried)
+				}
+			},
+		},
+		{
+			name:  "the inbox goes before the queue",
+			state: with(lane(loaded(), FindingOpReconcile), func(s *State) { s.QueuePending, s.InboxPending = true, true }),
+			event: FindingFinished{Op: FindingOpReconcile}, now: h,
+			want: []string{"finding inbox"},
+		},
+		{
+			name:  "signalled changes go before the inbox",
+			state: with(loaded(), func(s *State) { s.Inbound = changes(1) }),
+			event: InboxNudged{}, now: h,
+			want: []string{"finding apply 1"},
+			check: func(t *testing.T, s State) {
+				if !s.InboxPending {
+					t.Errorf("the inbox waits for its turn: %+v", s.FindingCarried)
+				}
+			},
+		},
+		{
+			name:  "an inbox that keeps filling yields to the queue, so the drain lane is never starved",
+			state: with(lane(loaded(), FindingOpInbox), func(s *State) { s.QueuePending = true }),
+			event: FindingFinished{Op: FindingOpInbox, Remaining: 100000, Handled: 500}, now: h,
+			want: []string{"finding drain 1"},
+			check: func(t *testing.T, s State) {
+				if !s.InboxPending {
+					t.Errorf("the inbox is next: %+v", s.FindingCarried)
+				}
+				s, cmds := Step(s, FindingFinished{Op: FindingOpDrain, Remaining: 10, Handled: 25}, h.Add(time.Second))
+				if !reflect.DeepEqual(describe(cmds), []string{"finding inbox"}) {
+					t.Errorf("after the drain: %q", describe(cmds))
+				}
+			},
+		},
+		{
+			name: "each reconciliation tick also checks the inbox", state: inboxChecks(findingOn()),
+			event: TimerFired{}, now: t0.Add(DefaultReconcileInterval),
+			want: []string{"finding reconcile"},
+			check: func(t *testing.T, s State) {
+				if !s.InboxPending || !s.QueuePending {
+					t.Errorf("state: %+v", s.FindingCarried)
+				}
+				// A lost nudge converges: the inbox is checked right after the reconciliation.
+				s, cmds := Step(s, FindingFinished{Op: FindingOpReconcile}, t0.Add(DefaultReconcileInterval+time.Second))
+				if !reflect.DeepEqual(describe(cmds), []string{"finding inbox"}) {
+					t.Errorf("after the reconciliation: %q", describe(cmds))
+				}
+			},
+		},
+		{
+			name: "a run from before the inbox reconciles without checking it (replay)", state: findingOn(),
+			event: TimerFired{}, now: t0.Add(DefaultReconcileInterval),
+			want: []string{"finding reconcile"},
+			check: func(t *testing.T, s State) {
+				if s.InboxPending {
+					t.Errorf("state: %+v", s.FindingCarried)
+				}
+				s, cmds := Step(s, FindingFinished{Op: FindingOpReconcile}, t0.Add(DefaultReconcileInterval+time.Second))
+				if !reflect.DeepEqual(describe(cmds), []string{"finding drain 1"}) {
+					t.Errorf("after the reconciliation: %q", describe(cmds))
+				}
+			},
+		},
+		{
+			name: "a failed inbox pass asks again after the backoff", state: lane(findingOn(), FindingOpInbox),
+			event: FindingFinished{Op: FindingOpInbox, ErrorType: activities.ErrTypeTransient, Message: "connection refused"}, now: t0.Add(time.Minute),
+			want: []string{"mirror active stale=false err=transient"},
+			check: func(t *testing.T, s State) {
+				if !s.InboxPending || s.FindingFailures != 1 || s.NextFindingAt != t0.Add(2*time.Minute) {
+					t.Errorf("state: %+v next %v", s.FindingCarried, s.NextFindingAt)
+				}
+				s, cmds := Step(s, TimerFired{}, t0.Add(2*time.Minute))
+				s, cmds2 := Step(s, FindingFinished{Op: FindingOpInbox, Handled: 1}, t0.Add(2*time.Minute+time.Second))
+				if got := append(describe(cmds), describe(cmds2)...); !reflect.DeepEqual(got, []string{"finding inbox", "mirror active stale=false"}) ||
+					s.FindingErrorType != "" || s.FindingFailures != 0 {
+					t.Errorf("after the backoff: %q %+v", got, s.FindingCarried)
+				}
+			},
+		},
+		{
+			name: "an inbox nudge while waiting for re-auth only sets the flag", state: needsReauth(loaded()),
+			event: InboxNudged{}, now: h, want: []string{},
+			check: func(t *testing.T, s State) {
+				if !s.InboxPending || !s.NextFindingAt.IsZero() {
+					t.Errorf("state: %+v", s.FindingCarried)
+				}
+				s, cmds := Step(s, Reauthorized{}, h.Add(time.Hour))
+				if got := describe(cmds); got[len(got)-1] != "finding inbox" {
+					t.Errorf("after re-authorization: %q", got)
+				}
+			},
+		},
+		{
+			name: "an inbox nudge while draining for continue-as-new is carried", state: with(loaded(), func(s *State) { s.Draining = true }),
+			event: InboxNudged{}, now: h, want: []string{},
+			check: func(t *testing.T, s State) {
+				c := s.Carry()
+				if !c.InboxPending {
+					t.Fatalf("carried: %+v", c.FindingCarried)
+				}
+				next := NewState(testOrg, testConn, &c)
+				next, _ = Step(next, Started{}, h.Add(time.Second))
+				_, cmds := Step(next, Loaded{snapshot(StatusActive, nil)}, h.Add(2*time.Second))
+				if got := describe(cmds); got[len(got)-1] != "finding inbox" {
+					t.Errorf("the next run checks the inbox: %q", got)
 				}
 			},
 		},
@@ -573,8 +740,8 @@ func TestFindingBackoff(t *testing.T) {
 }
 
 // TestCarriedStateDoesNotGrowWithFindings feeds the machine the traffic of 10,000 findings —
-// a nudge and an inbound change each, and the drains that follow — and checks that what a run
-// carries to the next stays the same small size.
+// a nudge, an inbound change and an inbox nudge each, and the drains and inbox passes that follow
+// — and checks that what a run carries to the next stays the same small size.
 func TestCarriedStateDoesNotGrowWithFindings(t *testing.T) {
 	s := findingOn()
 	now := t0.Add(time.Minute)
@@ -592,12 +759,17 @@ func TestCarriedStateDoesNotGrowWithFindings(t *testing.T) {
 		now = now.Add(time.Second)
 		s, _ = Step(s, FindingsPending{}, now)
 		s, _ = Step(s, JiraIssueChanged{Change: change(i)}, now)
+		s, _ = Step(s, InboxNudged{}, now)
 		if i%25 == 0 && s.FindingRunning != "" {
-			// Whatever runs finishes; a drain handles 25 findings.
+			// Whatever runs finishes; a drain handles 25 findings, an inbox pass all but 10
+			// of the deliveries so far.
 			ev := FindingFinished{Op: s.FindingRunning}
-			if ev.Op == FindingOpDrain {
+			switch ev.Op {
+			case FindingOpDrain:
 				remaining = max(remaining-25, 0)
 				ev.Handled, ev.Remaining = 25, remaining
+			case FindingOpInbox:
+				ev.Handled, ev.Remaining = i, 10
 			}
 			s, _ = Step(s, ev, now)
 		}

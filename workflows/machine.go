@@ -139,6 +139,11 @@ type State struct {
 	// Applying is the batch of inbound changes the apply in flight was given, put back into the
 	// buffer if it fails. Not carried: a run continues as new only when no activity is in flight.
 	Applying []activities.JiraIssueChange
+	// InboxChecks makes each reconciliation tick also check the webhook inbox. The workflow sets
+	// it for runs whose history carries the inbox version marker (workflow.GetVersion): a run
+	// recorded before the inbox existed must replay without the extra activity. Inbox nudges are
+	// handled in every run (histories without the inbox hold none).
+	InboxChecks bool
 	// NextFindingAt is when the next finding operation is due (zero: none, or the lane is busy
 	// or may not run). Recomputed after every event.
 	NextFindingAt time.Time
@@ -341,18 +346,20 @@ type step struct {
 // Finding ⇄ issue sync (findings_machine.go) runs in its own lane, one activity at a time, next
 // to the sync and never waiting for it:
 //
-//   - findings-pending sets QueuePending; a Jira issue change is buffered (at most
-//     MaxInboundBuffer; on overflow the buffer is dropped and a reconciliation requested).
+//   - findings-pending sets QueuePending; an inbox nudge sets InboxPending; a Jira issue change
+//     signalled the old way is buffered (at most MaxInboundBuffer; on overflow the buffer is
+//     dropped and a reconciliation requested).
 //   - While the connection is active and loaded (and the run is not draining for
 //     continue-as-new), the lane runs what is due, in the order apply (the whole inbound buffer in
-//     one ApplyJiraChanges), register webhooks, reconcile, drain, refresh webhooks — except that
-//     the operation that ran last yields to any other due one, so nothing starves. A drain repeats
-//     while it reports due items; a reported NextDue becomes a deadline of the machine's single
-//     timer.
+//     one ApplyJiraChanges), inbox (ApplyInboxChanges), register webhooks, reconcile, drain,
+//     refresh webhooks — except that the operation that ran last yields to any other due one, so
+//     nothing starves. A drain repeats while it reports due items, an inbox pass while it reports
+//     pending changes; a reported NextDue becomes a deadline of the machine's single timer.
 //   - With finding sync configured, reconciliation is due every ReconcileInterval (at once when
-//     it never ran or inbound changes were dropped) and drains the queue too; RegisterWebhooks
-//     runs once per configuration (a fresh workflow, finding sync turned on, off or reconfigured)
-//     and RefreshWebhooks every WebhookRefreshInterval (earlier if Jira's expiry is sooner).
+//     it never ran or inbound changes were dropped) and drains the queue and (InboxChecks) checks
+//     the inbox too; RegisterWebhooks runs once per configuration (a fresh workflow, finding sync
+//     turned on, off or reconfigured) and RefreshWebhooks every WebhookRefreshInterval (earlier if
+//     Jira's expiry is sooner).
 //   - A finding activity that failed for good asks again for what it consumed, and: reauth_required
 //     → needs_reauth exactly as for a sync (no finding or sync work until re-authorization);
 //     revoked → end; config → recorded as the connection's last error and tried again after a
@@ -403,6 +410,8 @@ func Step(s State, ev Event, now time.Time) (State, []Command) {
 		st.s.QueuePending = true
 	case JiraIssueChanged:
 		st.issueChanged(e.Change)
+	case InboxNudged:
+		st.s.InboxPending = true
 	case FindingFinished:
 		if e.Op == "" || e.Op != st.s.FindingRunning {
 			return s, nil

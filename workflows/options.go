@@ -32,14 +32,14 @@ func testOptions() workflow.ActivityOptions { return activities.TestOptions() }
 func revokeOptions() workflow.ActivityOptions { return activities.RevokeOptions() }
 
 // findingOptions are for the finding activities: the activities package's recommendations (drains
-// and reconciliations retry a few times, applies until they succeed, webhooks back off
-// generously), plus WaitForCancellation, so that a revoke waits until the activity has stopped,
-// as for the sync. When the retries are exhausted the machine backs the lane off (findingBackoff)
-// instead of retrying in a loop.
+// and reconciliations retry a few times, applies and inbox passes — Postgres only — until they
+// succeed, webhooks back off generously), plus WaitForCancellation, so that a revoke waits until
+// the activity has stopped, as for the sync. When the retries are exhausted the machine backs the
+// lane off (findingBackoff) instead of retrying in a loop.
 func findingOptions(op string) workflow.ActivityOptions {
 	var o workflow.ActivityOptions
 	switch op {
-	case FindingOpApply:
+	case FindingOpApply, FindingOpInbox:
 		o = activities.ApplyOptions()
 	case FindingOpReconcile:
 		o = activities.ReconcileOptions()

@@ -55,6 +55,41 @@ func TestRecordHistories(t *testing.T) {
 	t.Run("continue-as-new-and-cancel", func(t *testing.T) { recordContinueAsNewAndCancel(ctx, t, srv, c) })
 	t.Run("finding-signals", func(t *testing.T) { recordFindingSignals(ctx, t, srv, c) })
 	t.Run("finding-sync-periodic", func(t *testing.T) { recordFindingSyncPeriodic(ctx, t, srv, c) })
+	t.Run("inbox", func(t *testing.T) { recordInbox(ctx, t, srv, c) })
+}
+
+// recordInbox: the webhook inbox (version webhook-inbox 1). A nudge applies a backlog larger than
+// one pass in consecutive passes, nudges during a pass coalesce into one more, changes stored
+// without a nudge are applied with a reconciliation tick, and a revoke ends it.
+func recordInbox(ctx context.Context, t *testing.T, srv *temporaltest.TestServer, c client.Client) {
+	f := newScripted(time.Hour, 2*time.Hour)
+	f.snap.FindingSync = true
+	f.startWorker(srv, "record-inbox")
+	conn := uuid.MustParse("a05d7e4f-9b6c-4d8e-9fc0-3b4c5d6e7f55")
+	id := WorkflowID(conn)
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: "record-inbox"},
+		ConnectionWorkflow, ConnectionInput{OrgID: testOrg, ConnectionID: conn, ReconcileInterval: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(ctx, t, c, id, "registered and reconciled", func(s ConnectionState) bool {
+		return f.calls(FindingOpRegister) == 1 && f.calls(FindingOpReconcile) >= 1 && s.FindingOpInProgress == ""
+	})
+
+	f.fillInbox(2*activities.DefaultInboxBatch + 1)
+	for range 3 {
+		signal(ctx, t, c, id, SignalInboxNudge, nil)
+	}
+	waitFor(ctx, t, c, id, "backlog applied", func(s ConnectionState) bool { return f.inboxLeft() == 0 && !s.InboxPending })
+
+	f.fillInbox(5) // stored, but the nudge is lost
+	waitFor(ctx, t, c, id, "applied with a reconciliation", func(ConnectionState) bool { return f.inboxLeft() == 0 })
+
+	mustUpdate(ctx, t, c, id, UpdateRevoke, nil, RevokeRequest{ActorType: "api_key", ActorID: "recorder"})
+	if err := run.Get(ctx, nil); err != nil {
+		t.Fatalf("workflow after revoke: %v", err)
+	}
+	writeHistory(ctx, t, c, id, run.GetRunID(), "connection-inbox.json")
 }
 
 // recordFindingSyncPeriodic: a connection with finding sync configured registers its webhooks,
@@ -263,6 +298,7 @@ type scripted struct {
 	queue          []time.Time
 	drainedN       int
 	applied        int
+	inbox          int // pending changes of the scripted webhook inbox
 	findingFailure string
 	findingCalls   map[string]int
 }
@@ -348,6 +384,30 @@ func (f *scripted) applyJiraChanges(_ context.Context, in activities.ApplyInput)
 	return activities.ApplyResult{Applied: len(in.Changes)}, nil
 }
 
+func (f *scripted) fillInbox(n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.inbox += n
+}
+
+func (f *scripted) inboxLeft() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inbox
+}
+
+func (f *scripted) applyInboxChanges(_ context.Context, in activities.InboxInput) (activities.InboxResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.findingErr(); err != nil {
+		return activities.InboxResult{}, err
+	}
+	took := min(f.inbox, in.Max)
+	f.inbox -= took
+	f.count(FindingOpInbox)
+	return activities.InboxResult{ApplyResult: activities.ApplyResult{Applied: took}, Remaining: f.inbox}, nil
+}
+
 func (f *scripted) reconcileLinkedIssues(context.Context, activities.ConnectionRef) (activities.ReconcileResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -410,6 +470,7 @@ func (f *scripted) startWorker(srv *temporaltest.TestServer, queue string) {
 			activities.NameOpenAlert: f.nop, activities.NameResolveAlert: f.nop,
 			activities.NameTestConnection: f.testConnection, activities.NameRevokeCleanup: f.revokeCleanup,
 			activities.NameDrainFindingQueue: f.drainFindingQueue, activities.NameApplyJiraChanges: f.applyJiraChanges,
+			activities.NameApplyInboxChanges:     f.applyInboxChanges,
 			activities.NameReconcileLinkedIssues: f.reconcileLinkedIssues,
 			activities.NameRegisterWebhooks:      f.registerWebhooks, activities.NameRefreshWebhooks: f.refreshWebhooks,
 		} {

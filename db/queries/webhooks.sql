@@ -1,8 +1,36 @@
 -- name: RecordWebhookDelivery :execrows
--- Accept-once: a redelivery of the same X-Atlassian-Webhook-Identifier inserts nothing.
-INSERT INTO webhook_deliveries (org_id, connection_id, delivery_id, source_ip)
-VALUES ($1, $2, $3, $4)
+-- Accept-once: a redelivery of the same X-Atlassian-Webhook-Identifier inserts nothing. A new
+-- delivery is stored with its parsed change, pending until the connection's workflow applies it.
+INSERT INTO webhook_deliveries (org_id, connection_id, delivery_id, source_ip, change)
+VALUES ($1, $2, $3, $4, sqlc.arg(change)::jsonb)
 ON CONFLICT (connection_id, delivery_id) DO NOTHING;
+
+-- name: PendingInboxChanges :many
+-- The oldest pending changes of a connection, in apply order (webhook_deliveries_pending_idx).
+SELECT seq::bigint AS seq, delivery_id, change::jsonb AS change
+FROM webhook_deliveries
+WHERE connection_id = sqlc.arg(connection_id) AND change IS NOT NULL AND applied_at IS NULL
+ORDER BY seq
+LIMIT sqlc.arg(max_rows);
+
+-- name: MarkInboxApplied :execrows
+-- Marks one pending change applied. It is run in the transaction of the change's effect: 0 rows
+-- means another transaction applied it first, and the caller must then roll its own back.
+UPDATE webhook_deliveries SET applied_at = now()
+WHERE connection_id = sqlc.arg(connection_id) AND seq = sqlc.arg(seq)::bigint AND change IS NOT NULL AND applied_at IS NULL;
+
+-- name: MarkInboxAppliedThrough :execrows
+-- Marks every pending change of a connection up to seq applied (finding sync is off: nothing to do).
+UPDATE webhook_deliveries SET applied_at = now()
+WHERE connection_id = sqlc.arg(connection_id) AND seq <= sqlc.arg(seq)::bigint AND change IS NOT NULL AND applied_at IS NULL;
+
+-- name: CountPendingInbox :one
+-- How many changes of a connection are pending, counted up to max_rows (enough to say "more").
+SELECT count(*) FROM (
+    SELECT 1 FROM webhook_deliveries
+    WHERE connection_id = sqlc.arg(connection_id) AND change IS NOT NULL AND applied_at IS NULL
+    LIMIT sqlc.arg(max_rows)
+) pending;
 
 -- name: GetWebhookSigningSecret :one
 SELECT webhook_signing_secret FROM connections WHERE id = $1 AND deleted_at IS NULL;
