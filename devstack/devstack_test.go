@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -79,6 +81,10 @@ func TestTemporalStateSurvivesRestart(t *testing.T) {
 		workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: uuid.New(), ConnectionID: uuid.New()})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The store runs in WAL mode: its write-ahead log exists while the server has it open.
+	if _, err := os.Stat(filepath.Join(dir, "temporal.sqlite-wal")); err != nil {
+		t.Errorf("temporal.sqlite is not in WAL mode: %v", err)
 	}
 	c.Close()
 	if err := srv.Stop(); err != nil {
