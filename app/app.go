@@ -184,6 +184,7 @@ func (c *Core) RunWorker(ctx context.Context, tc client.Client) error {
 	if err := worker.EnsureRetentionSchedule(ctx, tc, c.Config.TaskQueue, c.Config.EvidenceRetention); err != nil {
 		c.Log.Warn("evidence retention schedule not created", "err", err)
 	}
+	worker.SetWorkflowCacheSize(c.Config.WorkerWorkflowCacheSize)
 	w := worker.New(tc, c.Config.TaskQueue, c.Activities)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", c.Config.TaskQueue, err)

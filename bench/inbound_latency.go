@@ -23,7 +23,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jiraconnect/jiraconnect/jirasim"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 // inboundLatency is scenario 5, in two parts on one stack.
@@ -475,19 +474,16 @@ func (in *inboundLatency) ingress(ctx context.Context, b *Bench, s *Stack, pg *p
 			verdict = "FAIL"
 		}
 		r.Add(fmt.Sprintf("ingress p99 @ %d/s", rate), ms(p99), "ms")
-		r.Note("part B step %d/s: achieved %.1f/s, sent %d (%d re-sent identifiers), 2xx %d (202 accepted %d, 200 duplicate %d), other %s; p50 %.1f ms, p99 %.1f ms, max %.1f ms → %s; p50/p99 of accepted (dedupe row + workflow signal) %.1f/%.1f ms, of duplicates (no signal) %.1f/%.1f ms; Postgres sessions of the stack at most %d, %d of them idle in transaction at once",
+		r.Note("part B step %d/s: achieved %.1f/s, sent %d (%d re-sent identifiers), 2xx %d (202 accepted %d, 200 duplicate %d), other %s; p50 %.1f ms, p99 %.1f ms, max %.1f ms → %s; p50/p99 of accepted (stored in the inbox) %.1f/%.1f ms, of duplicates %.1f/%.1f ms; Postgres sessions of the stack at most %d, %d of them idle in transaction at once",
 			rate, pace.Rate(), pace.Calls, dups, ok2xx, code202, code200, ingressCounts(other), ms(p50), ms(p99), ms(lat.Percentile(100)), verdict,
 			ms(latAccepted.Percentile(50)), ms(latAccepted.Percentile(99)), ms(latDuplicate.Percentile(50)), ms(latDuplicate.Percentile(99)),
 			pgAct.maxSessions, pgAct.maxIdleInTx)
 		if !pass {
 			stopped = si < len(steps)-1
-			if err := in.signalProbe(ctx, s, conn, rate, r); err != nil {
-				return err
-			}
 			break
 		}
 		best, bestP99 = rate, p99
-		// Let the connection workflow work off the step's signals before the next rate.
+		// Let the connection workflow work off the step's deliveries before the next rate.
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -516,7 +512,7 @@ func (in *inboundLatency) ingress(ctx context.Context, b *Bench, s *Stack, pg *p
 	r.AtMost("ingress duplicates accepted twice", float64(doubles), "deliveries", 0)
 	r.Note("part B: signed (X-Hub-Signature sha256 HMAC with the connection's signing secret) jira:issue_updated deliveries with X-Atlassian-Webhook-Identifier, posted to the bridge URL open loop, one goroutine each; bodies are the simulator's own recorded delivery of each linked issue with a new status change (In Progress ⇄ Done, alternating per pass over the %d issues) and event time; %.0f%% of requests re-send one of the 50 latest identifiers",
 		len(targets), in.duplicates*100)
-	r.Note("part B: 'valid' = the bridge's checks pass (known connection, URL secret, HMAC, parseable supported event); the bridge does not check that the issue is linked — an unknown issue is accepted and ignored by the apply activity — so every delivery names a linked issue to exercise the full path (dedupe row + workflow signal, then the apply activity)")
+	r.Note("part B: 'valid' = the bridge's checks pass (known connection, URL secret, HMAC, parseable supported event); the bridge does not check that the issue is linked — an unknown issue is accepted and ignored by the apply activity — so every delivery names a linked issue to exercise the full path (inbox row and coalesced nudge signal, then the inbox apply activity)")
 	r.Note("part B: a step passes when every request answered 2xx, p99 < %s and the sender achieved ≥ 95%% of the rate; max rate = highest passing step before the first failing one%s; answer time = request sent → body read",
 		ingressP99Limit, map[bool]string{true: " (later steps not run)", false: ""}[stopped])
 	r.Note("part B dedupe: %d unique identifiers sent (%d re-sends), %d stored in webhook_deliveries, %d answered 202 more than once", len(deliveries), totalDup, stored, doubles)
@@ -538,39 +534,6 @@ func ingressCounts(m map[string]int) string {
 		parts[i] = fmt.Sprintf("%s ×%d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
-}
-
-// signalProbe sends the Temporal signal the bridge sends — and nothing else — to the connection
-// workflow at rate for a step's duration, to tell the signal's own cost from the bridge's. The
-// change has no issue id, so the workflow drops it on arrival.
-func (in *inboundLatency) signalProbe(ctx context.Context, s *Stack, conn Connection, rate int, r *Result) error {
-	id, err := uuid.Parse(conn.ID)
-	if err != nil {
-		return fmt.Errorf("connection id: %w", err)
-	}
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-time.After(time.Second):
-	}
-	var lat Latencies
-	failed := 0
-	var mu sync.Mutex
-	n := max(1, int(float64(rate)*in.stepDuration.Seconds()+0.5))
-	pace := runOpenLoop(ctx, float64(rate), n, func(int) {
-		t0 := time.Now()
-		err := s.TC.SignalWorkflow(ctx, workflows.WorkflowID(id), "", workflows.SignalJiraIssueChanged,
-			workflows.JiraIssueChange{DeliveryID: "bench-signal-probe", ReceivedAt: t0.UTC()})
-		lat.Add(time.Since(t0))
-		if err != nil {
-			mu.Lock()
-			failed++
-			mu.Unlock()
-		}
-	})
-	r.Note("part B probe, Temporal alone: SignalWorkflow (the bridge's signal, with no issue, dropped by the workflow) straight to the connection workflow at %d/s (achieved %.1f/s) for %s: p50 %.1f ms, p99 %.1f ms, %d failed",
-		rate, pace.Rate(), in.stepDuration, ms(lat.Percentile(50)), ms(lat.Percentile(99)), failed)
-	return nil
 }
 
 // pgActivity is what a pgActivitySampler saw.

@@ -35,6 +35,7 @@ func Vars() []Var {
 		{"TEMPORAL_TASK_QUEUE", "jira-connections", "Task queue of the connection workflows and activities."},
 		{"API_ADDR", ":8080", "Listen address of the HTTP API."},
 		{"WORKER_ADDR", ":8081", "Listen address of the worker's /healthz, /readyz and /metrics."},
+		{"WORKER_WORKFLOW_CACHE_SIZE", "2000", "Connection workflows a worker keeps in memory between their tasks (about 60 KiB each); an evicted one is rebuilt from its history at its next task. 0 turns the cache off."},
 		{"PUBLIC_URL", "http://localhost:8080", "Externally reachable base URL of the API: OAuth redirect and webhook URLs are built from it."},
 		{"API_MAX_BODY_BYTES", "1048576", "Largest accepted request body; larger bodies get 413."},
 		{"LOG_LEVEL", "info", "debug, info, warn or error."},
@@ -62,6 +63,10 @@ type Config struct {
 	DatabaseOwnerURL string
 	DatabaseAppRole  string
 	DatabaseMaxConns int32
+	// WorkerWorkflowCacheSize bounds the worker's sticky workflow cache: connection workflows are
+	// idle for a day between syncs, and the SDK's default (10,000 cached executions) makes a large
+	// fleet cost most of its memory in workflows that will not run for hours.
+	WorkerWorkflowCacheSize int
 
 	TemporalAddress   string
 	TemporalNamespace string
@@ -170,6 +175,11 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 		bad("DATABASE_MAX_CONNS", get("DATABASE_MAX_CONNS"), "must be an integer between 1 and 1000")
 	} else {
 		c.DatabaseMaxConns = int32(n)
+	}
+	if n, err := strconv.Atoi(get("WORKER_WORKFLOW_CACHE_SIZE")); err != nil || n < 0 || n > 1000000 {
+		bad("WORKER_WORKFLOW_CACHE_SIZE", get("WORKER_WORKFLOW_CACHE_SIZE"), "must be an integer between 0 and 1000000")
+	} else {
+		c.WorkerWorkflowCacheSize = n
 	}
 	for name, v := range map[string]string{"TEMPORAL_ADDRESS": c.TemporalAddress, "API_ADDR": c.APIAddr, "WORKER_ADDR": c.WorkerAddr} {
 		if _, port, ok := strings.Cut(v, ":"); !ok || port == "" {

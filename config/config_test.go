@@ -42,19 +42,20 @@ func TestDefaults(t *testing.T) {
 
 func TestBadValuesNameTheVariable(t *testing.T) {
 	cases := map[string]string{
-		"DATABASE_URL":          "mysql://x",
-		"DATABASE_MAX_CONNS":    "0",
-		"TEMPORAL_ADDRESS":      "no-port",
-		"API_ADDR":              ":99999",
-		"PUBLIC_URL":            "ftp://x",
-		"API_MAX_BODY_BYTES":    "12",
-		"LOG_LEVEL":             "loud",
-		"LOG_FORMAT":            "xml",
-		"KMS_PROVIDER":          "vault",
-		"KEY_CACHE_TTL":         "forever",
-		"WEBHOOK_ALLOWED_CIDRS": "10.0.0.0/33",
-		"TRUSTED_PROXIES":       "not-an-ip",
-		"JIRA_AUTH_URL":         "https://auth.example.com/?x=1",
+		"DATABASE_URL":               "mysql://x",
+		"DATABASE_MAX_CONNS":         "0",
+		"WORKER_WORKFLOW_CACHE_SIZE": "-1",
+		"TEMPORAL_ADDRESS":           "no-port",
+		"API_ADDR":                   ":99999",
+		"PUBLIC_URL":                 "ftp://x",
+		"API_MAX_BODY_BYTES":         "12",
+		"LOG_LEVEL":                  "loud",
+		"LOG_FORMAT":                 "xml",
+		"KMS_PROVIDER":               "vault",
+		"KEY_CACHE_TTL":              "forever",
+		"WEBHOOK_ALLOWED_CIDRS":      "10.0.0.0/33",
+		"TRUSTED_PROXIES":            "not-an-ip",
+		"JIRA_AUTH_URL":              "https://auth.example.com/?x=1",
 	}
 	for name, value := range cases {
 		_, err := LoadFrom(lookupFrom(map[string]string{name: value}))

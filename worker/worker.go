@@ -99,6 +99,11 @@ func Register(r worker.Registry, acts *activities.Activities) {
 	acts.Register(r)
 }
 
+// SetWorkflowCacheSize bounds the sticky workflow cache of every worker in this process (the
+// SDK keeps one cache per process, created when the first worker starts; a size set later applies
+// only if that cache is created again).
+func SetWorkflowCacheSize(n int) { worker.SetStickyWorkflowCacheSize(n) }
+
 // New creates a worker on taskQueue with everything registered.
 func New(c client.Client, taskQueue string, acts *activities.Activities) worker.Worker {
 	w := worker.New(c, taskQueue, worker.Options{
