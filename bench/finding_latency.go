@@ -79,18 +79,11 @@ func (f *findingLatency) Run(ctx context.Context, b *Bench, r *Result) error {
 	r.Parameters["store_poll_ms"] = ms(f.poll)
 	r.Parameters["seed_issues"] = findingLatencySeed.Issues
 
-	s, err := StartStack(ctx, b, StackOptions{Temporal: true, API: true, Worker: true, Seed: findingLatencySeed})
+	s, conn, err := StartFindingSyncStack(ctx, b, StackOptions{Seed: findingLatencySeed})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	conn, err := s.CreateTokenConnection(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.EnableFindingSync(ctx, conn); err != nil {
-		return err
-	}
 	w := newSimIssueWatcher(s.Sim, "SEC")
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()

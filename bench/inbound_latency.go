@@ -52,7 +52,7 @@ type inboundLatency struct {
 
 func newInboundLatency() *inboundLatency {
 	return &inboundLatency{findings: 600, createRate: 20, rate: 20, poll: 10 * time.Millisecond, grace: 30 * time.Second,
-		steps: "100,200,400,800,1600", stepDuration: 3 * time.Second, duplicates: 0.2}
+		steps: "100,200,300,400,500,600,800,1000,1200,1600", stepDuration: 3 * time.Second, duplicates: 0.2}
 }
 
 func (*inboundLatency) Name() string { return "inbound-latency" }
@@ -102,18 +102,11 @@ func (in *inboundLatency) Run(ctx context.Context, b *Bench, r *Result) error {
 	r.Parameters["ingress_duplicate_share"] = in.duplicates
 	r.Parameters["seed_issues"] = findingLatencySeed.Issues
 
-	s, err := StartStack(ctx, b, StackOptions{Temporal: true, API: true, Worker: true, Seed: findingLatencySeed})
+	s, conn, err := StartFindingSyncStack(ctx, b, StackOptions{Seed: findingLatencySeed})
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	conn, err := s.CreateTokenConnection(ctx)
-	if err != nil {
-		return err
-	}
-	if err := s.EnableFindingSync(ctx, conn); err != nil {
-		return err
-	}
 	pg, err := pgx.Connect(ctx, s.DB.OwnerURL)
 	if err != nil {
 		return fmt.Errorf("connect to the bench database as owner: %w", err)

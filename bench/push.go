@@ -59,7 +59,7 @@ func (p *rateLimitedPush) Run(ctx context.Context, b *Bench, r *Result) error {
 	r.Parameters["burst"] = p.burst
 	r.Parameters["posters"] = p.posters
 
-	st, err := StartStack(ctx, b, StackOptions{Temporal: true, API: true, Worker: true,
+	st, conn, err := StartFindingSyncStack(ctx, b, StackOptions{
 		// The request log must hold every request of the run to count the 429s.
 		Sim:  jirasim.Options{RequestLogSize: 1 << 16},
 		Seed: jirasim.SeedSpec{Projects: 3, Issues: 300, SecurityShare: 0.1, ResolvedRecentShare: 0.3}})
@@ -67,13 +67,6 @@ func (p *rateLimitedPush) Run(ctx context.Context, b *Bench, r *Result) error {
 		return err
 	}
 	defer st.Close()
-	conn, err := st.CreateTokenConnection(ctx)
-	if err != nil {
-		return err
-	}
-	if err := st.EnableFindingSync(ctx, conn); err != nil {
-		return err
-	}
 	var org struct {
 		ID uuid.UUID `json:"id"`
 	}

@@ -282,6 +282,25 @@ type Connection struct {
 	} `json:"webhook"`
 }
 
+// StartFindingSyncStack starts the whole system (Temporal, API, worker) with one token connection
+// whose finding sync pushes into the simulator's SEC project. Close the stack when done.
+func StartFindingSyncStack(ctx context.Context, b *Bench, opts StackOptions) (*Stack, Connection, error) {
+	opts.Temporal, opts.API, opts.Worker = true, true, true
+	s, err := StartStack(ctx, b, opts)
+	if err != nil {
+		return nil, Connection{}, err
+	}
+	conn, err := s.CreateTokenConnection(ctx)
+	if err == nil {
+		err = s.EnableFindingSync(ctx, conn)
+	}
+	if err != nil {
+		s.Close()
+		return nil, Connection{}, err
+	}
+	return s, conn, nil
+}
+
 // CreateTokenConnection connects the simulator's site admin with an API token (cloud_token).
 func (s *Stack) CreateTokenConnection(ctx context.Context) (Connection, error) {
 	var c Connection
