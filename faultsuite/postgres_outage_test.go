@@ -34,16 +34,7 @@ func TestPostgresUnreachableMidRun(t *testing.T) {
 	s.pgWorker.restore()
 	t.Logf("Postgres was unreachable for %s with %d runs in flight and %d of %d findings linked", time.Since(cutAt).Round(time.Millisecond),
 		len(inFlight), linkedAtCut, len(sc.ids))
-	eventually(t, "api and worker ready again", 60*time.Second, func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		a, _ := httpStatus(ctx, s.apiURL+"/readyz")
-		w, _ := httpStatus(ctx, s.workerURL+"/readyz")
-		return a == http.StatusOK && w == http.StatusOK, fmt.Sprintf("api %d, worker %d", a, w)
-	})
-	if !s.api.running() || !s.worker.running() {
-		t.Fatal("the API or the worker died while Postgres was unreachable")
-	}
+	s.waitReadyAgain(t, 60*time.Second, "Postgres was unreachable")
 	sc.fleet[0].sim.clearFaults()
 	sc.findings.sim.clearFaults()
 

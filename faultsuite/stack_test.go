@@ -582,3 +582,19 @@ func viaProxy(t *testing.T, p *pgProxy) string {
 	u.Host = p.addr()
 	return u.String()
 }
+
+// waitReadyAgain waits until the API and the worker answer /readyz with 200 after an outage (of
+// what, for the failure message), and fails the test if either process died meanwhile.
+func (s *stack) waitReadyAgain(t *testing.T, timeout time.Duration, what string) {
+	t.Helper()
+	eventually(t, "api and worker ready again", timeout, func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		a, _ := httpStatus(ctx, s.apiURL+"/readyz")
+		w, _ := httpStatus(ctx, s.workerURL+"/readyz")
+		return a == http.StatusOK && w == http.StatusOK, fmt.Sprintf("api %d, worker %d", a, w)
+	})
+	if !s.api.running() || !s.worker.running() {
+		t.Fatalf("the API or the worker died while %s", what)
+	}
+}

@@ -48,16 +48,7 @@ func TestTemporalServerRestartMidRun(t *testing.T) {
 	s.temporal.start(60 * time.Second)
 	restartedAt := time.Now()
 	s.waitTemporalHealthy(60 * time.Second)
-	eventually(t, "api and worker ready again", 90*time.Second, func() (bool, string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		a, _ := httpStatus(ctx, s.apiURL+"/readyz")
-		w, _ := httpStatus(ctx, s.workerURL+"/readyz")
-		return a == http.StatusOK && w == http.StatusOK, fmt.Sprintf("api %d, worker %d", a, w)
-	})
-	if !s.api.running() || !s.worker.running() {
-		t.Fatal("the API or the worker died while Temporal was down")
-	}
+	s.waitReadyAgain(t, 90*time.Second, "Temporal was down")
 	sc.fleet[0].sim.clearFaults()
 	sc.findings.sim.clearFaults()
 
