@@ -546,15 +546,14 @@ func (d *drainer) keepKnownFrameworkOptions(ctx context.Context, f findings.Find
 		d.frameworkAsked = true
 		heartbeat(ctx, "read framework field options")
 		callCtx, cancel := context.WithTimeout(ctx, 2*d.a.callTimeout)
-		rep, err := d.client.ValidateCreateConfig(callCtx, jira.CreateConfig{Project: d.cfg.ProjectKey, IssueType: d.cfg.IssueType,
-			CustomFields: map[string]string{"framework_field": field}})
+		rep, err := d.client.ValidateCreateConfig(callCtx, d.cfg.CreateCheck())
 		cancel()
 		switch {
 		case err != nil:
 			d.log.Warn("framework field options could not be read", slog.String("err", truncate(err.Error(), 300)))
-		case rep.Fields["framework_field"].FieldID != "":
+		case rep.Fields[findings.RoleFrameworkRefs].FieldID != "":
 			d.frameworkOptions = map[string]bool{}
-			for _, v := range rep.Fields["framework_field"].AllowedValues {
+			for _, v := range rep.Fields[findings.RoleFrameworkRefs].AllowedValues {
 				d.frameworkOptions[v.Value] = true
 			}
 		}

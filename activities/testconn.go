@@ -50,12 +50,6 @@ const (
 	TestIssueSummary = "[jiraconnect] connection test — safe to delete"
 )
 
-// Roles of the mapped custom fields in a create-screen check (as the API names them).
-const (
-	roleFrameworkRefs = "framework_refs"
-	roleFindingID     = "finding_id"
-)
-
 // TestConnection checks a connection step by step and reports each step: the stored credentials
 // can be opened, Jira accepts them (who am I), the account sees projects, may search with JQL,
 // and the configured resolved-ticket JQL is valid. A failing check is part of the result, not an
@@ -334,7 +328,7 @@ func (k *checker) findingChecks(ctx context.Context, client *jira.Client, cfg fi
 	// 2 and 3. The create screen: issue type, mapped custom fields, required fields.
 	var rep *jira.CreateConfigReport
 	if err := k.call(ctx, CheckFindingIssueType, func(ctx context.Context) (err error) {
-		rep, err = client.ValidateCreateConfig(ctx, createConfigOf(cfg))
+		rep, err = client.ValidateCreateConfig(ctx, cfg.CreateCheck())
 		return err
 	}); err != nil {
 		if ownCancellation(ctx, err) {
@@ -435,21 +429,6 @@ func (k *checker) findingChecks(ctx context.Context, client *jira.Client, cfg fi
 	return nil
 }
 
-// createConfigOf is the create-screen check of a finding-sync configuration, as the API asks it
-// when the configuration is saved: the mapped custom fields by role, and the system fields every
-// finding's issue fills.
-func createConfigOf(cfg findings.SyncConfig) jira.CreateConfig {
-	roles := map[string]string{}
-	if cfg.FrameworkField != "" {
-		roles[roleFrameworkRefs] = cfg.FrameworkField
-	}
-	if cfg.FindingIDField != "" {
-		roles[roleFindingID] = cfg.FindingIDField
-	}
-	return jira.CreateConfig{Project: cfg.ProjectKey, IssueType: cfg.IssueType, CustomFields: roles,
-		ProvidedFields: []string{"description", "labels"}}
-}
-
 // fieldProblems lists what would make creating a finding's issue fail: the create-screen problems
 // (each with its code), and a mapped field whose kind cannot take the value sync sends (a
 // multi-select of framework references, a single-line text finding id). A field of a kind the
@@ -466,8 +445,8 @@ func fieldProblems(rep *jira.CreateConfigReport) []string {
 		}
 		out = append(out, fmt.Sprintf("%s: custom field %s (%s) is a %s field; %s needs %s", fieldKindProblem, f.FieldID, role, f.Kind(), role, want))
 	}
-	wrong(roleFrameworkRefs, "a multi-select (or checkboxes) field", func(k jira.FieldKind) bool { return k == jira.FieldKindMultiSelect })
-	wrong(roleFindingID, "a single-line text field", func(k jira.FieldKind) bool { return k == jira.FieldKindText })
+	wrong(findings.RoleFrameworkRefs, "a multi-select (or checkboxes) field", func(k jira.FieldKind) bool { return k == jira.FieldKindMultiSelect })
+	wrong(findings.RoleFindingID, "a single-line text field", func(k jira.FieldKind) bool { return k == jira.FieldKindText })
 	return out
 }
 
@@ -485,7 +464,7 @@ func fieldsError(rep *jira.CreateConfigReport) error {
 // fieldsDetail describes a passed finding_fields check.
 func fieldsDetail(cfg findings.SyncConfig, rep *jira.CreateConfigReport) string {
 	var mapped []string
-	for _, r := range []struct{ role, id string }{{roleFrameworkRefs, cfg.FrameworkField}, {roleFindingID, cfg.FindingIDField}} {
+	for _, r := range []struct{ role, id string }{{findings.RoleFrameworkRefs, cfg.FrameworkField}, {findings.RoleFindingID, cfg.FindingIDField}} {
 		if r.id == "" {
 			continue
 		}
@@ -615,14 +594,14 @@ func testIssueInput(cfg findings.SyncConfig, rep *jira.CreateConfigReport, runLa
 		Labels: []string{TestIssueLabel, runLabel},
 	}
 	fields := map[string]jira.FieldValue{}
-	if f, ok := rep.Fields[roleFrameworkRefs]; ok && f.Required && !f.HasDefaultValue && len(f.AllowedValues) > 0 {
+	if f, ok := rep.Fields[findings.RoleFrameworkRefs]; ok && f.Required && !f.HasDefaultValue && len(f.AllowedValues) > 0 {
 		v := f.AllowedValues[0].Value
 		if v == "" {
 			v = f.AllowedValues[0].Name
 		}
 		fields[cfg.FrameworkField] = jira.MultiSelect(v)
 	}
-	if f, ok := rep.Fields[roleFindingID]; ok && f.Required && !f.HasDefaultValue {
+	if f, ok := rep.Fields[findings.RoleFindingID]; ok && f.Required && !f.HasDefaultValue {
 		fields[cfg.FindingIDField] = jira.TextValue("connection test")
 	}
 	if len(fields) > 0 {

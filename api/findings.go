@@ -420,17 +420,9 @@ func (s *Server) validateAgainstJira(ctx context.Context, conn connections.Conne
 	if err != nil {
 		return err
 	}
-	roles := map[string]string{}
-	if cfg.FrameworkField != "" {
-		roles["framework_refs"] = cfg.FrameworkField
-	}
-	if cfg.FindingIDField != "" {
-		roles["finding_id"] = cfg.FindingIDField
-	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	report, err := client.ValidateCreateConfig(ctx, jira.CreateConfig{Project: cfg.ProjectKey, IssueType: cfg.IssueType,
-		CustomFields: roles, ProvidedFields: []string{"description", "labels"}})
+	report, err := client.ValidateCreateConfig(ctx, cfg.CreateCheck())
 	if err != nil {
 		switch jira.KindOf(err) {
 		case jira.KindNotFound:
@@ -449,7 +441,7 @@ func (s *Server) validateAgainstJira(ctx context.Context, conn connections.Conne
 	field := "finding_sync"
 	switch first.Code {
 	case jira.ProblemCustomFieldUnknown:
-		if first.Role == "framework_refs" {
+		if first.Role == findings.RoleFrameworkRefs {
 			field = "finding_sync.framework_field"
 		} else {
 			field = "finding_sync.finding_id_field"

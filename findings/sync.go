@@ -314,3 +314,25 @@ func DecideInbound(cfg SyncConfig, finding Status, link LinkState, ch IssueStatu
 	}
 	return d
 }
+
+// Roles of the mapped custom fields in a create-screen check (jira.ConfigProblem.Role).
+const (
+	RoleFrameworkRefs = "framework_refs"
+	RoleFindingID     = "finding_id"
+)
+
+// CreateCheck is the create-screen check of the configuration (jira.Client.ValidateCreateConfig):
+// the target project and issue type, the mapped custom fields by role, and the system fields
+// every finding's issue fills. The API asks it when the configuration is saved, the connection
+// test when it checks finding sync, and the drain to read the framework field's options.
+func (c SyncConfig) CreateCheck() jira.CreateConfig {
+	roles := map[string]string{}
+	if c.FrameworkField != "" {
+		roles[RoleFrameworkRefs] = c.FrameworkField
+	}
+	if c.FindingIDField != "" {
+		roles[RoleFindingID] = c.FindingIDField
+	}
+	return jira.CreateConfig{Project: c.ProjectKey, IssueType: c.IssueType, CustomFields: roles,
+		ProvidedFields: []string{"description", "labels"}}
+}
