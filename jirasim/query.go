@@ -1,6 +1,7 @@
 package jirasim
 
 import (
+	"cmp"
 	"fmt"
 	"regexp"
 	"slices"
@@ -928,6 +929,31 @@ type candidateSet struct {
 	// idxOrdered: iteration yields ascending idx (all, ranges, single list).
 	idxOrdered bool
 	resOrdered bool
+	// implied lists the top-level conjuncts (indexes into conjuncts(root)) that every candidate
+	// satisfies by construction, so a scan need not evaluate them again (see residual).
+	implied []int
+}
+
+// residual is root without the conjuncts the candidates already satisfy. On a large site the
+// label test of the resolved-ticket sample was most of a count's cost: every candidate comes
+// from that label's list, yet each was looked up again in its label set.
+func (c *candidateSet) residual(root cnode) cnode {
+	if len(c.implied) == 0 {
+		return root
+	}
+	var kids []cnode
+	for i, k := range conjuncts(root) {
+		if !slices.Contains(c.implied, i) {
+			kids = append(kids, k)
+		}
+	}
+	switch len(kids) {
+	case 0:
+		return constC{v: true}
+	case 1:
+		return kids[0]
+	}
+	return andC{kids: kids}
 }
 
 func (c *candidateSet) each(desc bool, fn func(idx uint32) bool) {
@@ -1003,13 +1029,15 @@ func (st *store) candidates(root cnode) candidateSet {
 	// Resolved-date bounds across conjuncts.
 	rlo, rhi := int64(minMs), int64(maxMs)
 	hasR := false
+	var rLeaves []int // the conjuncts the bounds came from
 	clo, chi := int64(minMs), int64(maxMs)
 	hasC := false
-	for _, c := range cs {
+	for i, c := range cs {
 		if d, ok := c.(dateLeaf); ok && !d.neg && !d.empty && !d.notEmpty {
 			switch d.field {
 			case dfResolved:
 				rlo, rhi, hasR = max(rlo, d.lo), min(rhi, d.hi), true
+				rLeaves = append(rLeaves, i)
 			case dfCreated:
 				clo, chi, hasC = max(clo, d.lo), min(chi, d.hi), true
 			}
@@ -1023,9 +1051,15 @@ func (st *store) candidates(root cnode) candidateSet {
 		}
 		return s[i:j]
 	}
+	// An entry of a resolved-date index within [rlo, rhi] satisfies every resolved-date bound,
+	// as dateLeaf.eval does, except a resolution time of 0, which eval treats as unresolved.
+	var rImplied []int
+	if hasR && rlo > 0 {
+		rImplied = rLeaves
+	}
 	if hasR {
 		r := resRange(st.resolvedIdx)
-		consider(candidateSet{res: r, size: len(r), resOrdered: true})
+		consider(candidateSet{res: r, size: len(r), resOrdered: true, implied: rImplied})
 	}
 	if hasC && st.createdSorted {
 		lo := sort.Search(len(st.issues), func(i int) bool { return st.issues[i].created >= clo })
@@ -1035,7 +1069,7 @@ func (st *store) candidates(root cnode) candidateSet {
 		}
 		consider(candidateSet{lo: lo, hi: hi, size: hi - lo, idxOrdered: true})
 	}
-	for _, c := range cs {
+	for ci, c := range cs {
 		switch l := c.(type) {
 		case projLeaf:
 			if l.neg {
@@ -1063,30 +1097,60 @@ func (st *store) candidates(root cnode) candidateSet {
 			if l.mode != lmAny {
 				continue
 			}
+			// The union of the named labels' lists satisfies the clause, unless a name had no
+			// id when the query was compiled (eval resolves those late).
+			var implied []int
+			if len(l.ids) == len(l.names) {
+				implied = []int{ci}
+			}
 			if hasR {
 				var merged []resEntry
 				for _, id := range l.ids {
-					merged = append(merged, resRange(st.labelResolved[id])...)
+					merged = mergeSorted(merged, resRange(st.labelResolved[id]), resCmp)
 				}
-				if len(l.ids) > 1 {
-					slices.SortFunc(merged, resCmp)
-					merged = slices.CompactFunc(merged, func(a, b resEntry) bool { return a == b })
-				}
-				consider(candidateSet{res: merged, size: len(merged), resOrdered: true})
+				consider(candidateSet{res: merged, size: len(merged), resOrdered: true, implied: append(implied, rImplied...)})
 				continue
 			}
 			var merged []uint32
 			for _, id := range l.ids {
-				merged = append(merged, st.labelIssues[id]...)
+				merged = mergeSorted(merged, st.labelIssues[id], cmp.Compare[uint32])
 			}
-			if len(l.ids) > 1 {
-				slices.Sort(merged)
-				merged = slices.Compact(merged)
-			}
-			consider(candidateSet{lists: [][]uint32{merged}, size: len(merged), idxOrdered: true})
+			consider(candidateSet{lists: [][]uint32{merged}, size: len(merged), idxOrdered: true, implied: implied})
 		}
 	}
 	return best
+}
+
+// mergeSorted returns the union of a and b, both sorted by cmp and free of duplicates, in one
+// linear pass: an issue with several of a clause's labels is in several label lists, and sorting
+// the concatenation cost more than the count it fed (O(n log n) per search on a large site, where
+// Jira answers from its index). With a empty it returns b itself, so callers must not modify the
+// result.
+func mergeSorted[T any](a, b []T, cmp func(T, T) int) []T {
+	if len(a) == 0 {
+		return b
+	}
+	if len(b) == 0 {
+		return a
+	}
+	out := make([]T, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch c := cmp(a[i], b[j]); {
+		case c < 0:
+			out = append(out, a[i])
+			i++
+		case c > 0:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, a[i])
+			i++
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }
 
 // count answers a count query, from the cubes when the predicate allows it.
@@ -1113,12 +1177,13 @@ func (s *Sim) countLocked(cq *compiledQuery, vis *visibility) int {
 	} else {
 		s.idxAnswers.Add(1)
 	}
+	pred := cand.residual(cq.root)
 	n := 0
 	scanned := 0
 	cand.each(false, func(idx uint32) bool {
 		scanned++
 		is := &st.issues[idx]
-		if cq.root.eval(st, is, idx) && vis.visible(is, idx) {
+		if pred.eval(st, is, idx) && vis.visible(is, idx) {
 			n++
 		}
 		return true

@@ -12,16 +12,30 @@ import (
 // numeric id, -0700 timestamps, v3 rich text as ADF and v2 rich text as strings.
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := encodeJSON(v)
+	if err != nil {
+		http.Error(w, `{"errorMessages":["internal error rendering the response"],"errors":{}}`, http.StatusInternalServerError)
+		return
+	}
+	writeRawJSON(w, status, body)
+}
+
+// encodeJSON encodes v as Jira does: no HTML escaping, newline-terminated.
+func encodeJSON(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
-		http.Error(w, `{"errorMessages":["internal error rendering the response"],"errors":{}}`, http.StatusInternalServerError)
-		return
+		return nil, err
 	}
+	return buf.Bytes(), nil
+}
+
+// writeRawJSON writes an already encoded JSON body.
+func writeRawJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
+	_, _ = w.Write(body)
 }
 
 // writeErrors writes Jira's ErrorCollection (JIRA-NOTES.md §4.4).

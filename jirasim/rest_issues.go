@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -123,15 +124,51 @@ func (s *Sim) handleProjectSearch(w http.ResponseWriter, r *http.Request, c *cal
 	writeJSON(w, http.StatusOK, out)
 }
 
-// handleProjectList serves GET /project: a plain array of every visible project.
+// handleProjectList serves GET /project: a plain array of every visible project. Data Center
+// has no paged alternative, so the answer grows with the site (about 250 bytes a project); it is
+// rendered once and kept until a project is added (projects are never renamed or removed here),
+// as a server would cache it, so a large site's sync measures the client's share of that array
+// rather than the simulator re-encoding it on every call.
 func (s *Sim) handleProjectList(w http.ResponseWriter, _ *http.Request, c *call) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	out := make([]any, 0, len(s.st.projects))
-	for i := range s.st.projects {
-		out = append(out, s.renderProjectLocked(c.rc, uint32(i), false))
+	body, err := s.projectList.get(c.rc, len(s.st.projects), func() ([]byte, error) {
+		out := make([]any, 0, len(s.st.projects))
+		for i := range s.st.projects {
+			out = append(out, s.renderProjectLocked(c.rc, uint32(i), false))
+		}
+		return encodeJSON(out)
+	})
+	if err != nil {
+		writeErrors(w, http.StatusInternalServerError, []string{"internal error rendering the response"}, nil)
+		return
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeRawJSON(w, http.StatusOK, body)
+}
+
+// projectListCache holds one encoded project list, keyed by how it was rendered (base URL, API
+// version, flavor) and the number of projects.
+type projectListCache struct {
+	mu   sync.Mutex
+	rc   rctx
+	n    int
+	body []byte
+}
+
+// get returns the cached body for (rc, n), rendering it with render on a miss. Callers hold
+// Sim.mu for reading, so n cannot change while render runs.
+func (c *projectListCache) get(rc rctx, n int, render func() ([]byte, error)) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.body != nil && c.rc == rc && c.n == n {
+		return c.body, nil
+	}
+	body, err := render()
+	if err != nil {
+		return nil, err
+	}
+	c.rc, c.n, c.body = rc, n, body
+	return body, nil
 }
 
 func (s *Sim) handleFields(w http.ResponseWriter, _ *http.Request, c *call) {

@@ -45,6 +45,9 @@ type Sim struct {
 	fullScans  atomic.Uint64
 
 	admin uint32 // user index of the site admin
+
+	// projectList caches the encoded GET /project answer (see handleProjectList).
+	projectList projectListCache
 }
 
 // New creates a site with the default metadata (statuses, issue types, workflow, resolutions,
