@@ -223,6 +223,9 @@ type runner struct {
 	revokeErr         error // and failed
 	ended             bool  // CmdEnd ran
 	failErr           error
+	// localBook runs the Postgres-only bookkeeping activities as local activities (see
+	// localBookkeepingChangeID).
+	localBook bool
 }
 
 type ticketed struct {
@@ -235,6 +238,14 @@ type ticketed struct {
 // without those checks; every run started since records version 1.
 const inboxChangeID = "webhook-inbox"
 
+// localBookkeepingChangeID names the workflow change that runs the Postgres-only bookkeeping
+// activities (load, state mirror, alerts, failure records) as local activities: they take a few
+// milliseconds, so scheduling each through the server's task queue cost more than the work — an
+// extra workflow task, three history events and a matching round trip after every sync. A local
+// activity runs inside the workflow task that asked for it and leaves one marker. Histories
+// recorded before the change replay with workflow.DefaultVersion, as regular activities.
+const localBookkeepingChangeID = "local-bookkeeping"
+
 func newRunner(ctx workflow.Context, in ConnectionInput) *runner {
 	loopCtx, cancel := workflow.WithCancel(ctx)
 	s := NewState(in.OrgID, in.ConnectionID, in.Carried)
@@ -243,6 +254,7 @@ func newRunner(ctx workflow.Context, in ConnectionInput) *runner {
 	return &runner{
 		ctx: ctx, loopCtx: loopCtx, cancelLoop: cancel, in: in,
 		s:                 s,
+		localBook:         workflow.GetVersion(ctx, localBookkeepingChangeID, workflow.DefaultVersion, 1) >= 1,
 		log:               workflow.GetLogger(ctx),
 		configCh:          workflow.GetSignalChannel(ctx, SignalConfigChanged),
 		revokeCh:          workflow.GetSignalChannel(ctx, SignalRevoke),
@@ -607,8 +619,7 @@ func (r *runner) exec(cmd Command) {
 	switch c := cmd.(type) {
 	case CmdLoad:
 		var snap activities.ConnectionSnapshot
-		actx := workflow.WithActivityOptions(r.loopCtx, bookkeepingOptions())
-		err := workflow.ExecuteActivity(actx, acts.LoadConnection, r.ref()).Get(r.loopCtx, &snap)
+		err := r.bookkeeping(acts.LoadConnection, r.ref()).Get(r.loopCtx, &snap)
 		switch {
 		case err == nil:
 			r.apply(Loaded{Snapshot: snap})
@@ -729,8 +740,7 @@ func (r *runner) startFinding(c CmdStartFinding) {
 // succeed, so an error here is permanent: it is logged and the machine carries on (the next
 // mirror rewrites the whole state), except that a revoked connection ends the workflow.
 func (r *runner) book(activity, input any) {
-	actx := workflow.WithActivityOptions(r.loopCtx, bookkeepingOptions())
-	err := workflow.ExecuteActivity(actx, activity, input).Get(r.loopCtx, nil)
+	err := r.bookkeeping(activity, input).Get(r.loopCtx, nil)
 	switch {
 	case err == nil, temporal.IsCanceledError(err):
 	case isErrorType(err, activities.ErrTypeRevoked):
@@ -738,4 +748,13 @@ func (r *runner) book(activity, input any) {
 	default:
 		r.log.Warn("connection bookkeeping activity failed", "error", err)
 	}
+}
+
+// bookkeeping starts a Postgres-only activity on the loop's context: a local activity where the
+// run records localBookkeepingChangeID, a regular one in runs recorded before it.
+func (r *runner) bookkeeping(activity, input any) workflow.Future {
+	if r.localBook {
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(r.loopCtx, localBookkeepingOptions()), activity, input)
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(r.loopCtx, bookkeepingOptions()), activity, input)
 }

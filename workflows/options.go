@@ -24,6 +24,15 @@ func syncOptions() workflow.ActivityOptions {
 // idempotent, retried until they succeed; a revoke or cancellation interrupts them.
 func bookkeepingOptions() workflow.ActivityOptions { return activities.StateOptions() }
 
+// localBookkeepingOptions are bookkeepingOptions for the same activities run as local
+// activities: the same per-attempt timeout and retry policy (retried until they succeed; the SDK
+// turns a long backoff into a workflow timer), without the task-queue timeouts a local activity
+// does not have.
+func localBookkeepingOptions() workflow.LocalActivityOptions {
+	o := bookkeepingOptions()
+	return workflow.LocalActivityOptions{StartToCloseTimeout: o.StartToCloseTimeout, RetryPolicy: o.RetryPolicy}
+}
+
 // testOptions: the connection test answers a waiting API caller.
 func testOptions() workflow.ActivityOptions { return activities.TestOptions() }
 
