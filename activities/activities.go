@@ -162,13 +162,27 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 	}
 }
 
-// heartbeat records progress when running as a Temporal activity. The API also calls some
-// activities directly (RevokeCleanup for a connection without a workflow), where there is no
-// heartbeat to send; the SDK panics on a non-activity context, hence the check.
+// heartbeatGrace is how long an attempt runs before it heartbeats. Each heartbeat the SDK sends
+// is a write to the workflow's state on the Temporal server, and most attempts (a sync's four
+// calls, a drain of a few findings) finish well within it; a fleet-wide burst of syncs then costs
+// no heartbeat writes at all. Cancellation (a revoke) reaches an attempt only through a heartbeat
+// response, so it is noticed at most this much later; the revoke still waits until the attempt
+// has stopped (WaitForCancellation), so no Jira call can follow it.
+const heartbeatGrace = time.Second
+
+// heartbeat records progress when running as a Temporal activity, once the attempt has run for
+// heartbeatGrace. The API also calls some activities directly (RevokeCleanup for a connection
+// without a workflow), where there is no heartbeat to send; the SDK panics on a non-activity
+// context, hence the check.
 func heartbeat(ctx context.Context, step string) {
-	if activity.IsActivity(ctx) {
-		activity.RecordHeartbeat(ctx, step)
+	if !activity.IsActivity(ctx) {
+		return
 	}
+	info := activity.GetInfo(ctx)
+	if info.IsLocalActivity || time.Since(info.StartedTime) < heartbeatGrace {
+		return
+	}
+	activity.RecordHeartbeat(ctx, step)
 }
 
 // logger returns the base logger with the connection's identifiers attached.

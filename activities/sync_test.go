@@ -700,30 +700,44 @@ func TestSyncRejectsBadInput(t *testing.T) {
 	}
 }
 
+// TestSyncHeartbeats: an attempt heartbeats (each heartbeat is a write on the Temporal server)
+// only once it has run for heartbeatGrace; a quick sync sends none, a slow one reports its steps.
 func TestSyncHeartbeats(t *testing.T) {
 	h := newHarness(t)
 	srv := startSim(t, jirasim.Cloud, h.log)
 	seedFixture(t, srv)
 	ref := h.connect(connections.KindCloudToken, srv, nil)
-	env := h.env()
-	var mu sync.Mutex
-	var steps []string
-	env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
-		var step string
-		if err := details.Get(&step); err == nil {
-			mu.Lock()
-			steps = append(steps, step)
-			mu.Unlock()
+	run := func(seq int64) []string {
+		env := h.env()
+		var mu sync.Mutex
+		var steps []string
+		env.SetOnActivityHeartbeatListener(func(_ *activity.Info, details converter.EncodedValues) {
+			var step string
+			if err := details.Get(&step); err == nil {
+				mu.Lock()
+				steps = append(steps, step)
+				mu.Unlock()
+			}
+		})
+		in := activities.SyncInput{ConnectionRef: ref, Seq: seq, Trigger: "sync_now", WorkflowID: "wf", RunID: "r"}
+		if _, err := env.ExecuteActivity(activities.NameSyncEvidence, in); err != nil {
+			t.Fatal(err)
 		}
-	})
-	in := activities.SyncInput{ConnectionRef: ref, Seq: 1, Trigger: "sync_now", WorkflowID: "wf", RunID: "r"}
-	if _, err := env.ExecuteActivity(activities.NameSyncEvidence, in); err != nil {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(steps)
+	}
+	if steps := run(1); len(steps) != 0 {
+		t.Fatalf("a quick sync heartbeated: %v", steps)
+	}
+	// Four calls of 600 ms each: the attempt passes the grace period after its second call.
+	if err := srv.SetFault("* /rest/api/3/**", jirasim.Fault{Latency: 600 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	// The SDK batches heartbeats, so only the first is guaranteed to reach the listener.
-	if len(steps) == 0 || steps[0] != "load connection" {
-		t.Fatalf("heartbeats %v", steps)
+	steps := run(2)
+	// The SDK batches heartbeats, so only the first is guaranteed to reach the listener; it
+	// names a step after the grace period, never the start of the attempt.
+	if len(steps) == 0 || steps[0] == "load connection" {
+		t.Fatalf("slow sync heartbeats %v", steps)
 	}
 }

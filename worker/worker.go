@@ -107,10 +107,23 @@ func SetWorkflowCacheSize(n int) { worker.SetStickyWorkflowCacheSize(n) }
 // New creates a worker on taskQueue with everything registered.
 func New(c client.Client, taskQueue string, acts *activities.Activities) worker.Worker {
 	w := worker.New(c, taskQueue, worker.Options{
-		// Cancellation reaches an activity only with a heartbeat response; the SDK otherwise
-		// batches heartbeats up to 80% of the heartbeat timeout. A revoke must stop an in-flight
-		// sync within seconds, before its next Jira call.
-		MaxHeartbeatThrottleInterval: 2 * time.Second,
+		// Cancellation reaches an activity only with a heartbeat response, and the SDK batches
+		// heartbeats up to this interval: a revoke stops an in-flight sync within seconds. The
+		// SDK also uses it as the heartbeat call's deadline and cancels the attempt when a call
+		// misses it, so it must outlast a heartbeat queued behind a busy server (2 s did not,
+		// under a fleet-wide burst on the dev stack's SQLite store).
+		MaxHeartbeatThrottleInterval: 5 * time.Second,
+		// A sticky workflow task waits this long for this worker before the server hands it to
+		// any worker, which must then replay the whole history. A burst of sync-now requests for
+		// a large fleet queues more than the SDK's 5 s default; a worker that is gone is
+		// noticed by the server independently (no sticky poll), so this does not delay
+		// failover.
+		StickyScheduleToStartTimeout: 30 * time.Second,
+		// Workflow tasks (sync-now updates, signals, activity results) are short; with the SDK's
+		// two pollers a burst of updates waited for a free poller while the server sat idle.
+		// (The SDK's poller autoscaling was tried too: faster to answer a burst, but it swamped
+		// the dev stack's SQLite store and cost retried syncs.)
+		MaxConcurrentWorkflowTaskPollers: 8,
 	})
 	Register(w, acts)
 	return w
