@@ -12,10 +12,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	httppprof "net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -108,6 +112,13 @@ type options struct {
 	out   string
 	quick bool
 	list  bool
+	// cpuProfile, when set, is where a CPU profile of the whole run goes (every part of the
+	// system runs in this process, so it shows the Temporal server, worker, API and simulator
+	// side by side: go tool pprof -top bench <file>).
+	cpuProfile string
+	// pprofAddr, when set, serves net/http/pprof there while the bench runs, for goroutine and
+	// block profiles in the middle of a scenario (where is the fleet waiting?).
+	pprofAddr string
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -119,6 +130,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.out, "out", "bench/results/latest.json", "where to write the JSON report (\"\" for nowhere)")
 	fs.BoolVar(&o.quick, "quick", false, "smoke-test sizes: checks every scenario works, measures nothing meaningful")
 	fs.BoolVar(&o.list, "list", false, "list the scenarios and exit")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the run to this file")
+	fs.StringVar(&o.pprofAddr, "pprof", "", "serve net/http/pprof on this address while running (e.g. 127.0.0.1:6060)")
 	for _, s := range all {
 		s.Flags(fs)
 	}
@@ -140,6 +153,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("scratch dir: %w", err)
 	}
 	defer os.RemoveAll(work)
+	if o.cpuProfile != "" {
+		stop, err := startCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	if o.pprofAddr != "" {
+		stop, err := servePprof(o.pprofAddr)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	b := &Bench{Log: slog.New(slog.NewTextHandler(stderr, nil)), Quiet: quietLogger(), WorkDir: work}
 	rep := newReport()
 	failed := 0
@@ -176,6 +203,38 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("%d scenario(s) failed", failed)
 	}
 	return nil
+}
+
+// startCPUProfile starts profiling into path; the returned function stops it and closes the file.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start CPU profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: close CPU profile:", err)
+		}
+	}, nil
+}
+
+// servePprof serves the runtime profiles on addr; the returned function stops the server.
+func servePprof(addr string) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-pprof: listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", httppprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 func selectScenarios(all []Scenario, only string) ([]Scenario, error) {
