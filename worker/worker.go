@@ -114,10 +114,11 @@ func New(c client.Client, taskQueue string, acts *activities.Activities) worker.
 		// under a fleet-wide burst on the dev stack's SQLite store).
 		MaxHeartbeatThrottleInterval: 5 * time.Second,
 		// A sticky workflow task waits this long for this worker before the server hands it to
-		// any worker, which must then replay the whole history. A burst of sync-now requests for
-		// a large fleet queues more than the SDK's 5 s default; a worker that is gone is
-		// noticed by the server independently (no sticky poll), so this does not delay
-		// failover.
+		// any worker, which must then replay the whole history. A burst of sync-now requests
+		// for a large fleet queues longer than the SDK's 5 s default, and each timeout turned
+		// into a full replay plus a timeout task on the server. A worker that is gone is
+		// noticed by the server on its own (no sticky poll for a few seconds), so this does not
+		// hold up failover.
 		StickyScheduleToStartTimeout: 30 * time.Second,
 		// Workflow tasks (sync-now updates, signals, activity results) are short; with the SDK's
 		// two pollers a burst of updates waited for a free poller while the server sat idle.
