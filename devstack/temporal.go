@@ -155,6 +155,12 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
 			// New search attributes become visible immediately rather than after a cache refresh.
 			dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): []dynamicconfig.ConstrainedValue{{Value: true}},
+			// A task that matching cannot hand to a waiting poller is appended to the store; past
+			// 250 appends in flight per task queue it refuses the task. Refused speculative
+			// workflow tasks (one per sync-now update) are only retried when their
+			// schedule-to-start timeout fires, so a burst of updates for a fleet stalled for that
+			// long. Appends are slow on SQLite, so the dev stack allows a deeper queue.
+			dynamicconfig.MatchingOutstandingTaskAppendsThreshold.Key(): []dynamicconfig.ConstrainedValue{{Value: 20000}},
 		}),
 	)
 	if err != nil {
