@@ -117,7 +117,7 @@ func New(c client.Client, taskQueue string, acts *activities.Activities) worker.
 		// any worker, which must then replay the whole history. A burst of sync-now requests for
 		// a large fleet queues longer than the SDK's 5 s default: on the dev stack a
 		// 1,000-connection burst finished at 33 syncs/s with 5 s and 58 with 30 s. A worker that
-		// is gone is noticed by the server on its own (no sticky poll for a few seconds), so this
+		// is gone is noticed by the server on its own (no sticky poll for 10 s), so this
 		// does not hold up failover. The cost: a task the server could not queue at all (see
 		// matching.outstandingTaskAppendsThreshold in README, Operations) waits this long.
 		StickyScheduleToStartTimeout: 30 * time.Second,
