@@ -144,7 +144,7 @@ func (f *fleetThroughput) Run(ctx context.Context, b *Bench, r *Result) error {
 	r.Note("the machine is shared: 1-minute load average %s before the burst, %s after it, %s after the bare loop (2 CPUs)", loadBefore, loadAfter, fleetLoadAvg())
 	r.Note("bare syncs/s = N / wall time of a plain Go loop calling Core.Activities.SyncEvidence directly (no Temporal client, server or worker; the activity's heartbeats are no-ops outside an activity context) for the same N connections, %d at a time (the SDK's default MaxConcurrentActivityExecutionSize, which worker.New leaves unset), with the same Postgres pool (DATABASE_MAX_CONNS=%d) and simulator; each call is a second sync of its connection like the Temporal one, under a separate run key (bench-bare/<id>)",
 		f.bareConcurrent, s.Core.Config.DatabaseMaxConns)
-	r.Note("bare outcomes: %s; the bare loop runs only SyncEvidence, while each sync through the workflow also takes three workflow tasks, the activity's heartbeats and one SetConnectionState mirror: that bookkeeping is part of what the ratio measures", bRes.outcomes)
+	r.Note("bare outcomes: %s; the bare loop runs only SyncEvidence, while each sync through the workflow also takes two workflow tasks (the sync-now update's, which schedules the activity, and the activity result's) and one SetConnectionState mirror (a local activity inside the second); an attempt shorter than a second sends no heartbeat: that bookkeeping is part of what the ratio measures", bRes.outcomes)
 	return burstErr
 }
 
