@@ -166,9 +166,12 @@ const MinRetention = 7 * 24 * time.Hour
 
 // RetentionResult reports a retention pass.
 type RetentionResult struct {
-	Cutoff      time.Time `json:"cutoff"`
-	Orgs        int       `json:"orgs"`
-	OrgsPurged  int       `json:"orgs_purged"`
-	Purged      int64     `json:"purged"`
-	CompletedAt time.Time `json:"completed_at"`
+	Cutoff     time.Time `json:"cutoff"`
+	Orgs       int       `json:"orgs"`
+	OrgsPurged int       `json:"orgs_purged"`
+	Purged     int64     `json:"purged"`
+	// DeliveriesPurged counts webhook deliveries deleted once their accept-once window
+	// (WebhookDedupeWindow) had passed.
+	DeliveriesPurged int64     `json:"deliveries_purged"`
+	CompletedAt      time.Time `json:"completed_at"`
 }

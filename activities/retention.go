@@ -16,6 +16,12 @@ import (
 // long nor builds one huge transaction, and a cancelled purge keeps the batches it finished.
 const retentionBatch = 1000
 
+// WebhookDedupeWindow is how long an applied webhook delivery is kept after it arrived: its row is
+// the accept-once record that turns a redelivery into a no-op, and Jira Cloud redelivers for up to
+// 30 minutes (JIRA-NOTES.md §6.4). A week keeps that guarantee with a wide margin; after it, the
+// row would only grow the table, which takes one row per delivery.
+const WebhookDedupeWindow = 7 * 24 * time.Hour
+
 // RetentionPurge deletes, in every organization, evidence that is older than the retention window
 // and that nothing needs any more: created before now-OlderThan, not observed since then, and not
 // attached to any assessment (see the PurgeEvidenceBatch query for why these are the rules).
@@ -25,6 +31,9 @@ const retentionBatch = 1000
 // batch). Each batch is deleted in its own transaction together with an evidence.retention_purge
 // audit row naming the count, so every deletion is audited even if the pass is interrupted, and a
 // retry simply continues. Organizations with nothing to purge get no audit row.
+//
+// It also deletes applied webhook deliveries older than WebhookDedupeWindow (pending ones never):
+// transport records, not evidence, so they are counted in the result and the log, not audited.
 func (a *Activities) RetentionPurge(ctx context.Context, in RetentionInput) (RetentionResult, error) {
 	if in.OlderThan < MinRetention {
 		return RetentionResult{}, activityError(ctx, invalidInput(fmt.Sprintf("retention window %s is shorter than the minimum %s", in.OlderThan, MinRetention)))
@@ -49,10 +58,15 @@ func (a *Activities) RetentionPurge(ctx context.Context, in RetentionInput) (Ret
 		if err != nil {
 			return RetentionResult{}, activityError(ctx, fmt.Errorf("retention in organization %s: %w", org, err))
 		}
+		d, err := a.purgeDeliveries(ctx, org, now.Add(-WebhookDedupeWindow))
+		res.DeliveriesPurged += d
+		if err != nil {
+			return RetentionResult{}, activityError(ctx, fmt.Errorf("webhook delivery retention in organization %s: %w", org, err))
+		}
 	}
 	res.CompletedAt = a.now().UTC()
 	a.log.Info("retention pass finished", slog.Time("cutoff", res.Cutoff), slog.Int("orgs", res.Orgs),
-		slog.Int("orgs_purged", res.OrgsPurged), slog.Int64("purged", res.Purged))
+		slog.Int("orgs_purged", res.OrgsPurged), slog.Int64("purged", res.Purged), slog.Int64("deliveries_purged", res.DeliveriesPurged))
 	return res, nil
 }
 
@@ -94,6 +108,37 @@ func (a *Activities) purgeOrg(ctx context.Context, orgID uuid.UUID, cutoff time.
 			return total, nil
 		}
 		heartbeat(ctx, "retention "+orgID.String())
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+	}
+}
+
+// purgeDeliveries deletes one organization's spent webhook deliveries received before cutoff, in
+// batches, and returns how many rows went.
+func (a *Activities) purgeDeliveries(ctx context.Context, orgID uuid.UUID, cutoff time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := a.db.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+			var err error
+			n, err = q.PurgeWebhookDeliveriesBatch(ctx, dbq.PurgeWebhookDeliveriesBatchParams{Cutoff: cutoff, BatchSize: retentionBatch})
+			if err != nil {
+				return fmt.Errorf("delete spent webhook deliveries: %w", err)
+			}
+			return nil
+		})
+		total += n
+		if err != nil {
+			return total, err
+		}
+		if n < retentionBatch {
+			if total > 0 {
+				a.log.Info("spent webhook deliveries purged", slog.String("org_id", orgID.String()), slog.Int64("purged", total))
+			}
+			return total, nil
+		}
+		heartbeat(ctx, "webhook retention "+orgID.String())
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}

@@ -2,6 +2,8 @@ package activities_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -263,5 +265,81 @@ func TestRetentionNeverDeletesAttachedOrCurrentEvidence(t *testing.T) {
 	}
 	if res := purge(90 * 24 * time.Hour); res.Purged != 0 {
 		t.Fatalf("purged %d rows that the last sync observed", res.Purged)
+	}
+}
+
+// TestRetentionPurgesSpentWebhookDeliveries: deliveries applied (or stored before the inbox)
+// longer than WebhookDedupeWindow ago go; pending changes stay however old, recent deliveries stay
+// as accept-once records, and another organization's deliveries are untouched.
+func TestRetentionPurgesSpentWebhookDeliveries(t *testing.T) {
+	h := newHarness(t)
+	srv := startSim(t, jirasim.Cloud, h.log)
+	ref := h.connect(connections.KindCloudToken, srv, nil)
+	other := newHarness(t)
+	otherRef := other.connect(connections.KindCloudToken, srv, nil)
+	ctx := context.Background()
+	owner := h.owner()
+	old := time.Now().Add(-activities.WebhookDedupeWindow - time.Hour)
+	recent := time.Now().Add(-activities.WebhookDedupeWindow + time.Hour)
+	change := `{"delivery_id":"x"}`
+	insert := func(org, conn uuid.UUID, id string, received time.Time, withChange, applied bool) {
+		t.Helper()
+		var ch, at any
+		if withChange {
+			ch = change
+		}
+		if applied {
+			at = received.Add(time.Minute)
+		}
+		if _, err := owner.Exec(ctx, `INSERT INTO webhook_deliveries (org_id, connection_id, delivery_id, received_at, change, applied_at)
+			VALUES ($1, $2, $3, $4, $5::jsonb, $6)`, org, conn, id, received, ch, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	insert(h.org, ref.ConnectionID, "old-applied", old, true, true)                // purged
+	insert(h.org, ref.ConnectionID, "old-pre-inbox", old, false, false)            // purged: accept-once record only
+	insert(h.org, ref.ConnectionID, "old-pending", old, true, false)               // kept: the inbox
+	insert(h.org, ref.ConnectionID, "recent-applied", recent, true, true)          // kept: inside the window
+	insert(other.org, otherRef.ConnectionID, "other-old-applied", old, true, true) // the other org's pass
+	for i := range 3 {
+		insert(h.org, ref.ConnectionID, fmt.Sprintf("old-applied-%d", i), old.Add(-time.Duration(i)*time.Hour), true, true) // purged
+	}
+
+	val, err := h.env().ExecuteActivity(activities.NameRetentionPurge, activities.RetentionInput{OlderThan: 90 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res activities.RetentionResult
+	if err := val.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	// The pass covers every organization: the other org's spent delivery goes too.
+	if res.DeliveriesPurged != 6 {
+		t.Fatalf("result %+v, want 6 deliveries purged", res)
+	}
+	rows, err := owner.Query(ctx, `SELECT delivery_id FROM webhook_deliveries WHERE connection_id = ANY($1) ORDER BY delivery_id`,
+		[]uuid.UUID{ref.ConnectionID, otherRef.ConnectionID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		left = append(left, id)
+	}
+	rows.Close()
+	if got := strings.Join(left, ","); got != "old-pending,recent-applied" {
+		t.Fatalf("deliveries left: %s", got)
+	}
+	// A second pass finds nothing more.
+	val, err = h.env().ExecuteActivity(activities.NameRetentionPurge, activities.RetentionInput{OlderThan: 90 * 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := val.Get(&res); err != nil || res.DeliveriesPurged != 0 {
+		t.Fatalf("second pass %+v, %v", res, err)
 	}
 }

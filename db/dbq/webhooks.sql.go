@@ -8,6 +8,7 @@ package dbq
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/sqlc-dev/pqtype"
@@ -122,6 +123,35 @@ func (q *Queries) PendingInboxChanges(ctx context.Context, arg PendingInboxChang
 		return nil, err
 	}
 	return items, nil
+}
+
+const purgeWebhookDeliveriesBatch = `-- name: PurgeWebhookDeliveriesBatch :execrows
+DELETE FROM webhook_deliveries d
+WHERE (d.connection_id, d.delivery_id) IN (
+    SELECT w.connection_id, w.delivery_id
+    FROM webhook_deliveries w
+    WHERE w.received_at < $1
+      AND (w.applied_at IS NOT NULL OR w.change IS NULL)
+    ORDER BY w.received_at
+    LIMIT $2::integer
+)
+`
+
+type PurgeWebhookDeliveriesBatchParams struct {
+	Cutoff    time.Time
+	BatchSize int32
+}
+
+// Retention: deletes up to batch_size of the organization's deliveries received before the cutoff
+// that only served as accept-once records by now: applied, or stored before the inbox existed
+// (no change). A pending change is the inbox and is never deleted, however old. Row-level security
+// limits it to the organization; webhook_deliveries_spent_idx serves it.
+func (q *Queries) PurgeWebhookDeliveriesBatch(ctx context.Context, arg PurgeWebhookDeliveriesBatchParams) (int64, error) {
+	result, err := q.db.Exec(ctx, purgeWebhookDeliveriesBatch, arg.Cutoff, arg.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const recordWebhookDelivery = `-- name: RecordWebhookDelivery :execrows

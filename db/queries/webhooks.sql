@@ -32,6 +32,21 @@ SELECT count(*) FROM (
     LIMIT sqlc.arg(max_rows)
 ) pending;
 
+-- name: PurgeWebhookDeliveriesBatch :execrows
+-- Retention: deletes up to batch_size of the organization's deliveries received before the cutoff
+-- that only served as accept-once records by now: applied, or stored before the inbox existed
+-- (no change). A pending change is the inbox and is never deleted, however old. Row-level security
+-- limits it to the organization; webhook_deliveries_spent_idx serves it.
+DELETE FROM webhook_deliveries d
+WHERE (d.connection_id, d.delivery_id) IN (
+    SELECT w.connection_id, w.delivery_id
+    FROM webhook_deliveries w
+    WHERE w.received_at < sqlc.arg(cutoff)
+      AND (w.applied_at IS NOT NULL OR w.change IS NULL)
+    ORDER BY w.received_at
+    LIMIT sqlc.arg(batch_size)::integer
+);
+
 -- name: GetWebhookSigningSecret :one
 SELECT webhook_signing_secret FROM connections WHERE id = $1 AND deleted_at IS NULL;
 
