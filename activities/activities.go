@@ -179,7 +179,12 @@ func heartbeat(ctx context.Context, step string) {
 		return
 	}
 	info := activity.GetInfo(ctx)
-	if info.IsLocalActivity || time.Since(info.StartedTime) < heartbeatGrace {
+	if info.IsLocalActivity {
+		return
+	}
+	// StartedTime is the server's clock. A worker clock behind it gives a negative age: heartbeat
+	// then, rather than stay silent for as long as the skew (and into the heartbeat timeout).
+	if age := time.Since(info.StartedTime); age >= 0 && age < heartbeatGrace {
 		return
 	}
 	activity.RecordHeartbeat(ctx, step)
