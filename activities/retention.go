@@ -71,74 +71,75 @@ func (a *Activities) RetentionPurge(ctx context.Context, in RetentionInput) (Ret
 }
 
 // purgeOrg deletes one organization's expired evidence in batches and returns how many rows went.
+// Each batch writes an evidence.retention_purge audit row in its own transaction.
 func (a *Activities) purgeOrg(ctx context.Context, orgID uuid.UUID, cutoff time.Time) (int64, error) {
-	var total int64
-	for {
-		var n int
-		err := a.db.InOrg(ctx, orgID, func(q *dbq.Queries) error {
-			rows, err := q.PurgeEvidenceBatch(ctx, dbq.PurgeEvidenceBatchParams{Cutoff: cutoff, BatchSize: retentionBatch})
-			if err != nil {
-				return fmt.Errorf("delete expired evidence: %w", err)
-			}
-			n = len(rows)
-			if n == 0 {
-				return nil
-			}
-			byType := map[string]int{}
-			conns := map[uuid.UUID]bool{}
-			for _, r := range rows {
-				byType[r.Type]++
-				conns[r.ConnectionID] = true
-			}
-			_, err = audit.Record(ctx, q, audit.Entry{
-				OrgID: orgID, Actor: audit.Actor{Type: audit.ActorSystem, ID: "retention"}, Action: "evidence.retention_purge",
-				TargetType: "organization", TargetID: orgID.String(),
-				Metadata: map[string]any{"purged": n, "by_type": byType, "connections": len(conns), "cutoff": cutoff.Format(time.RFC3339)},
-			})
-			return err
-		})
-		total += int64(n)
+	total, err := a.inBatches(ctx, orgID, "retention", func(q *dbq.Queries) (int64, error) {
+		rows, err := q.PurgeEvidenceBatch(ctx, dbq.PurgeEvidenceBatchParams{Cutoff: cutoff, BatchSize: retentionBatch})
 		if err != nil {
-			return total, err
+			return 0, fmt.Errorf("delete expired evidence: %w", err)
 		}
-		if n > 0 {
-			a.log.Info("expired evidence purged", slog.String("org_id", orgID.String()), slog.Int("purged", n))
+		n := len(rows)
+		if n == 0 {
+			return 0, nil
 		}
-		if n < retentionBatch {
-			return total, nil
+		byType := map[string]int{}
+		conns := map[uuid.UUID]bool{}
+		for _, r := range rows {
+			byType[r.Type]++
+			conns[r.ConnectionID] = true
 		}
-		heartbeat(ctx, "retention "+orgID.String())
-		if err := ctx.Err(); err != nil {
-			return total, err
+		_, err = audit.Record(ctx, q, audit.Entry{
+			OrgID: orgID, Actor: audit.Actor{Type: audit.ActorSystem, ID: "retention"}, Action: "evidence.retention_purge",
+			TargetType: "organization", TargetID: orgID.String(),
+			Metadata: map[string]any{"purged": n, "by_type": byType, "connections": len(conns), "cutoff": cutoff.Format(time.RFC3339)},
+		})
+		if err != nil {
+			return 0, err
 		}
+		return int64(n), nil
+	})
+	if total > 0 {
+		a.log.Info("expired evidence purged", slog.String("org_id", orgID.String()), slog.Int64("purged", total))
 	}
+	return total, err
 }
 
 // purgeDeliveries deletes one organization's spent webhook deliveries received before cutoff, in
 // batches, and returns how many rows went.
 func (a *Activities) purgeDeliveries(ctx context.Context, orgID uuid.UUID, cutoff time.Time) (int64, error) {
+	total, err := a.inBatches(ctx, orgID, "webhook retention", func(q *dbq.Queries) (int64, error) {
+		n, err := q.PurgeWebhookDeliveriesBatch(ctx, dbq.PurgeWebhookDeliveriesBatchParams{Cutoff: cutoff, BatchSize: retentionBatch})
+		if err != nil {
+			return 0, fmt.Errorf("delete spent webhook deliveries: %w", err)
+		}
+		return n, nil
+	})
+	if total > 0 {
+		a.log.Info("spent webhook deliveries purged", slog.String("org_id", orgID.String()), slog.Int64("purged", total))
+	}
+	return total, err
+}
+
+// inBatches runs batch, each call in its own transaction in the organization, until a call
+// deletes fewer than retentionBatch rows, and returns the rows deleted. Between batches it
+// heartbeats and stops when cancelled; the batches already committed stay done.
+func (a *Activities) inBatches(ctx context.Context, orgID uuid.UUID, step string, batch func(q *dbq.Queries) (int64, error)) (int64, error) {
 	var total int64
 	for {
 		var n int64
 		err := a.db.InOrg(ctx, orgID, func(q *dbq.Queries) error {
 			var err error
-			n, err = q.PurgeWebhookDeliveriesBatch(ctx, dbq.PurgeWebhookDeliveriesBatchParams{Cutoff: cutoff, BatchSize: retentionBatch})
-			if err != nil {
-				return fmt.Errorf("delete spent webhook deliveries: %w", err)
-			}
-			return nil
+			n, err = batch(q)
+			return err
 		})
-		total += n
 		if err != nil {
 			return total, err
 		}
+		total += n
 		if n < retentionBatch {
-			if total > 0 {
-				a.log.Info("spent webhook deliveries purged", slog.String("org_id", orgID.String()), slog.Int64("purged", total))
-			}
 			return total, nil
 		}
-		heartbeat(ctx, "webhook retention "+orgID.String())
+		heartbeat(ctx, step+" "+orgID.String())
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
