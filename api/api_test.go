@@ -197,6 +197,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"empty name", "application/json", `{"name":"  ","role":"member"}`, 400, "invalid_field", "name"},
 		{"wrong media type", "text/plain", `{"name":"x","role":"member"}`, 415, "unsupported_media_type", ""},
 		{"oversized", "application/json", `{"name":"` + strings.Repeat("a", 5000) + `","role":"member"}`, 413, "body_too_large", ""},
+		{"NUL in name", "application/json", `{"name":"a\u0000b","role":"member"}`, 400, "invalid_field", "name"},
+		{"CR in name", "application/json", `{"name":"a\rb","role":"member"}`, 400, "invalid_field", "name"},
+		{"invalid UTF-8 in name", "application/json", "{\"name\":\"a\xffb\",\"role\":\"member\"}", 400, "invalid_field", "name"},
+		{"lone surrogate in name", "application/json", `{"name":"\udc00","role":"member"}`, 400, "invalid_field", "name"},
+		{"duplicate field", "application/json", `{"name":"x","role":"member","role":"admin"}`, 400, "invalid_field", "role"},
+		{"number as role", "application/json", `{"name":"x","role":1}`, 400, "invalid_field", "role"},
 	}
 	for _, c := range cases {
 		r := e.do("POST", "/v1/api-keys", admin, c.contentType, c.body)
@@ -218,6 +224,21 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	if after := countKeys(t, org.ID); after != before {
 		t.Fatalf("bad input changed api_keys: %d -> %d", before, after)
+	}
+	for name, body := range map[string]string{
+		"NUL":           `{"name":"SOC 2\u0000"}`,
+		"line feed":     `{"name":"SOC 2\n2026"}`,
+		"invalid UTF-8": "{\"name\":\"SOC \xc3\x28\"}",
+		"number":        `{"name":2026}`,
+	} {
+		r := e.do("POST", "/v1/assessments", admin, "application/json", body)
+		if r.status != 400 || errField(r, "field") != "name" {
+			t.Errorf("assessment with %s in its name: %d %s", name, r.status, r.raw)
+		}
+	}
+	var assessments int
+	if err := testDB.Owner(t).QueryRow(context.Background(), `SELECT count(*) FROM assessments WHERE org_id = $1`, org.ID).Scan(&assessments); err != nil || assessments != 0 {
+		t.Fatalf("bad assessment names stored %d rows (%v)", assessments, err)
 	}
 	if r := e.do("GET", "/v1/audit-log?limit=0", admin, "", ""); r.status != 400 || errField(r, "field") != "limit" {
 		t.Errorf("limit=0: %d %s", r.status, r.raw)

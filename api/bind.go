@@ -1,28 +1,36 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/strictjson"
 )
 
-// decodeJSON reads the request body strictly into dst: it must be one JSON object of at most the
-// configured size, with no unknown fields and no trailing data. Errors name the offending field
-// or position, so clients can fix their request without guessing.
+// decodeJSON reads the request body strictly into dst (see strictjson: one JSON object of at most
+// the configured size, no unknown or duplicate fields, values of exactly the declared kind, no NUL,
+// invalid UTF-8 or stray control characters). Errors name the offending field or position, so
+// clients can fix their request without guessing, and nothing has been written when they occur.
 func (s *Server) decodeJSON(c echo.Context, dst any) error {
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeStrict(body, dst)
+}
+
+// readBody reads a JSON request body of at most the configured size, for decoders that interpret
+// it themselves (through strictjson as well).
+func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	req := c.Request()
 	if ct := req.Header.Get(echo.HeaderContentType); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != echo.MIMEApplicationJSON {
-			return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+			return nil, &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
 				Message: "request body must be application/json"}
 		}
 	}
@@ -30,75 +38,22 @@ func (s *Server) decodeJSON(c echo.Context, dst any) error {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errTooLarge(s.maxBody)
+			return nil, errTooLarge(s.maxBody)
 		}
-		return errBadRequest("unreadable_body", "", "could not read request body")
+		return nil, errBadRequest("unreadable_body", "", "could not read request body")
 	}
-	return decodeStrict(body, dst)
+	return body, nil
 }
 
+// decodeStrict decodes body through strictjson, the one strict decoding path of every endpoint,
+// and turns its errors into API errors naming the field.
 func decodeStrict(body []byte, dst any) error {
-	trimmed := bytes.TrimSpace(body)
-	if len(trimmed) == 0 {
-		return errBadRequest("invalid_json", "", "request body is empty; expected a JSON object")
-	}
-	if trimmed[0] != '{' {
-		return errBadRequest("invalid_json", "", "request body must be a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return jsonError(err)
-	}
-	if dec.More() {
-		return errBadRequest("invalid_json", "", "request body has data after the JSON object")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errBadRequest("invalid_json", "", "request body has data after the JSON object")
+	if err := strictjson.Decode(body, dst); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			return &Error{Status: http.StatusBadRequest, Code: se.Code, Field: se.Field, Message: se.Message}
+		}
+		return errBadRequest("invalid_json", "", "malformed JSON")
 	}
 	return nil
-}
-
-func jsonError(err error) *Error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var dur *connections.DurationError
-	switch {
-	case errors.As(err, &syn):
-		return errBadRequest("invalid_json", "", "malformed JSON at byte "+itoa(syn.Offset)+": "+syn.Error())
-	case errors.As(err, &typ):
-		field := typ.Field
-		return errBadRequest("invalid_field", field, field+": must be "+jsonKind(typ.Type.Kind().String()))
-	case errors.As(err, &dur):
-		return errBadRequest("invalid_field", "", dur.Error())
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return errBadRequest("invalid_json", "", "malformed JSON: unexpected end of input")
-	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		name := strings.Trim(f, `"`)
-		return errBadRequest("unknown_field", name, name+": unknown field")
-	}
-	return errBadRequest("invalid_json", "", "malformed JSON")
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "bool":
-		return "a boolean"
-	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
-		return "a number"
-	case "slice", "array":
-		return "an array"
-	case "map", "struct", "ptr":
-		return "an object"
-	}
-	return "of another type"
-}
-
-func itoa(n int64) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }

@@ -174,34 +174,58 @@ func statusOf(err error) int {
 	return 0
 }
 
-func (s *Server) createConnection(c echo.Context) error {
-	var req createConnectionRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		return err
-	}
+// createPlan is a connection request that passed every check: nothing is written, sealed or sent
+// to Jira before planCreate has accepted the whole request.
+type createPlan struct {
+	kind        connections.Kind
+	site        string
+	creds       connections.Credentials
+	cfg         connections.Config
+	findingSync bool
+}
+
+// planCreate is the one place a connection request is validated, field by field in the order
+// the request lists them, before any I/O.
+func (s *Server) planCreate(req createConnectionRequest) (createPlan, error) {
 	kind, err := connections.ParseKind(req.Kind)
 	if err != nil {
-		return errInvalidField("kind", "%v", err)
+		return createPlan{}, errInvalidField("kind", "%v", err)
 	}
 	site, err := connections.NormalizeSiteURL(req.SiteURL)
 	if err != nil {
-		return errInvalidField("site_url", "%v", err)
+		return createPlan{}, errInvalidField("site_url", "%v", err)
 	}
 	creds, err := credentialsFrom(kind, req.Email, req.APIToken, req.PAT)
 	if err != nil {
-		return err
+		return createPlan{}, err
 	}
 	cfg := connections.DefaultConfig()
 	if req.Config != nil {
 		cfg = req.Config.Apply(cfg)
 	}
 	if err := cfg.Validate(); err != nil {
-		return configFieldError(err)
+		return createPlan{}, configFieldError(err)
+	}
+	if req.FindingSync && kind != connections.KindCloudOAuth {
+		return createPlan{}, errInvalidField("finding_sync", "only cloud_oauth connections request scopes; configure finding sync with PUT /v1/connections/{id}/finding-sync")
 	}
 	if kind == connections.KindCloudOAuth && s.deps.OAuth == nil {
-		return &Error{Status: http.StatusBadRequest, Code: "oauth_not_configured", Field: "kind",
+		return createPlan{}, &Error{Status: http.StatusBadRequest, Code: "oauth_not_configured", Field: "kind",
 			Message: "kind: cloud_oauth needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET on the server"}
 	}
+	return createPlan{kind: kind, site: site, creds: creds, cfg: cfg, findingSync: req.FindingSync}, nil
+}
+
+func (s *Server) createConnection(c echo.Context) error {
+	var req createConnectionRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		return err
+	}
+	plan, err := s.planCreate(req)
+	if err != nil {
+		return err
+	}
+	kind, site, creds, cfg := plan.kind, plan.site, plan.creds, plan.cfg
 	ctx := c.Request().Context()
 	if kind != connections.KindCloudOAuth {
 		if err := s.verifyCredentials(ctx, site, creds); err != nil {
@@ -269,11 +293,8 @@ func (s *Server) createConnection(c echo.Context) error {
 		// finding sync is on; token and PAT connections need an admin to register this one.
 		view.Webhook = s.webhookView(conn.ID, hook)
 	}
-	if req.FindingSync && kind != connections.KindCloudOAuth {
-		return errInvalidField("finding_sync", "only cloud_oauth connections request scopes; configure finding sync with PUT /v1/connections/{id}/finding-sync")
-	}
 	if kind == connections.KindCloudOAuth {
-		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, oauthScopes(req.FindingSync)); err != nil {
+		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, oauthScopes(plan.findingSync)); err != nil {
 			return err
 		}
 		return c.JSON(http.StatusCreated, view)

@@ -325,32 +325,22 @@ func (s *Server) putFindingSync(c echo.Context) error {
 	if err := requireStatus(conn, connections.StatusActive); err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	if err := s.decodeJSON(c, &raw); err != nil {
+	body, err := s.readBody(c)
+	if err != nil {
 		return err
 	}
-	var toggle struct {
-		Enabled *bool `json:"enabled"`
+	update, err := findings.ParseSyncConfigUpdate(body)
+	if err != nil {
+		return findingFieldError(err)
 	}
-	_ = json.Unmarshal(raw, &toggle)
 	ctx := c.Request().Context()
 	var next *findings.SyncConfig
-	if toggle.Enabled == nil || *toggle.Enabled {
-		var body map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &body); err != nil {
-			return errBadRequest("invalid_json", "", "request body must be a JSON object")
-		}
-		delete(body, "enabled")
-		cleaned, _ := json.Marshal(body)
+	if update.Enabled == nil || *update.Enabled {
 		base := findings.DefaultSyncConfig()
 		if conn.Config.FindingSync != nil {
 			base = conn.Config.FindingSync.Clone()
 		}
-		patch, err := findings.ParseSyncConfigPatch(cleaned)
-		if err != nil {
-			return findingFieldError(err)
-		}
-		cfg := patch.Apply(base)
+		cfg := update.SyncConfigPatch.Apply(base)
 		if err := cfg.Validate(); err != nil {
 			return findingFieldError(err)
 		}

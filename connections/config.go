@@ -101,7 +101,7 @@ type Config struct {
 	// coverage degrades and an alert opens (default 48h).
 	StaleThreshold Duration `json:"stale_threshold"`
 	// ResolvedJQL selects the resolved security tickets sampled as evidence.
-	ResolvedJQL string `json:"resolved_jql"`
+	ResolvedJQL string `json:"resolved_jql" text:"multiline"`
 	// SampleSize is how many of those tickets are recorded per sync (default 25).
 	SampleSize int `json:"sample_size"`
 	// FindingSync, when set, pushes matching findings into Jira as issues and keeps their
@@ -162,7 +162,7 @@ func (c Config) Validate() error {
 type ConfigPatch struct {
 	SyncCadence    *Duration `json:"sync_cadence"`
 	StaleThreshold *Duration `json:"stale_threshold"`
-	ResolvedJQL    *string   `json:"resolved_jql"`
+	ResolvedJQL    *string   `json:"resolved_jql" text:"multiline"`
 	SampleSize     *int      `json:"sample_size"`
 }
 

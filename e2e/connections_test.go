@@ -243,10 +243,16 @@ func TestBadConnectionInputChangesNothing(t *testing.T) {
 		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com"}, 400, "invalid_field", "api_token"},
 		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": "wrong"}, 400, "credentials_rejected", "api_token"},
 		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": token, "config": map[string]any{"sync_cadence": "1s"}}, 400, "invalid_field", "config.sync_cadence"},
-		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": token, "config": map[string]any{"sync_cadence": "soon"}}, 400, "invalid_field", ""},
+		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": token, "config": map[string]any{"sync_cadence": "soon"}}, 400, "invalid_field", "config.sync_cadence"},
 		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": token, "config": map[string]any{"stale_threshold": "30m"}}, 400, "invalid_field", "config.stale_threshold"},
 		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": token, "config": map[string]any{"sample_size": 0}}, 400, "invalid_field", "config.sample_size"},
 		{map[string]any{"kind": "datacenter_pat", "site_url": s.dc.URL, "pat": "not-a-pat"}, 400, "credentials_rejected", "pat"},
+		// Checked before anything is written: no connection, sealed secret or audit row appears.
+		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": token, "finding_sync": true}, 400, "invalid_field", "finding_sync"},
+		{map[string]any{"kind": "datacenter_pat", "site_url": s.dc.URL, "pat": s.dc.PAT("admin") + "\u0000"}, 400, "invalid_field", "pat"},
+		{map[string]any{"kind": "datacenter_pat", "site_url": s.dc.URL, "pat": s.dc.PAT("admin") + "\r"}, 400, "invalid_field", "pat"},
+		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com\u0000", "api_token": token}, 400, "invalid_field", "email"},
+		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": token, "finding_sync": "true"}, 400, "invalid_field", "finding_sync"},
 	}
 	for i, c := range cases {
 		r := s.call("POST", "/v1/connections", key, c.body)
@@ -263,6 +269,10 @@ func TestBadConnectionInputChangesNothing(t *testing.T) {
 	var n int
 	if err := testDB.Owner(t).QueryRow(context.Background(), `SELECT count(*) FROM connections c JOIN organizations o ON o.id = c.org_id WHERE o.name = 'bad-input'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("connections stored: %d %v", n, err)
+	}
+	if err := testDB.Owner(t).QueryRow(context.Background(), `SELECT count(*) FROM audit_log a JOIN organizations o ON o.id = a.org_id
+		WHERE o.name = 'bad-input' AND a.action LIKE 'connection.%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("connection audit rows written for refused requests: %d %v", n, err)
 	}
 }
 

@@ -324,3 +324,29 @@ func TestFindingPushConfigurationErrorStaysOnTheConnection(t *testing.T) {
 	}
 	s.issueOf(key, f.str("id"))
 }
+
+// TestFindingSyncToggleIsStrict: a toggle of the wrong JSON kind is a 400 naming the field and
+// leaves finding sync as it was (it used to switch it off).
+func TestFindingSyncToggleIsStrict(t *testing.T) {
+	s := newStack(t)
+	key := s.org("toggle")
+	connID := s.findingSyncSetup(key)
+	for _, body := range []map[string]any{{"enabled": "true"}, {"enabled": "false"}, {"enabled": 0}, {"enabled": nil, "project_key": 7}} {
+		r := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, body)
+		field := "finding_sync.enabled"
+		if _, ok := body["project_key"]; ok {
+			field = "finding_sync.project_key"
+		}
+		if r.status != 400 || r.str("error", "field") != field {
+			t.Errorf("%v: %d %s, want 400 naming %s", body, r.status, r.raw, field)
+		}
+		got := s.call("GET", "/v1/connections/"+connID, key, nil)
+		cfg, _ := got.body["config"].(map[string]any)
+		if fs, _ := cfg["finding_sync"].(map[string]any); fs["project_key"] != "SEC" {
+			t.Fatalf("after %v finding sync is %v, want unchanged", body, cfg["finding_sync"])
+		}
+	}
+	if r := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, map[string]any{"enabled": false}); r.status != 200 {
+		t.Fatalf("turning off: %d %s", r.status, r.raw)
+	}
+}

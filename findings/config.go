@@ -2,10 +2,8 @@ package findings
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"slices"
@@ -15,6 +13,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/jiraconnect/jiraconnect/strictjson"
 
 	"github.com/jiraconnect/jiraconnect/jira"
 )
@@ -156,6 +156,23 @@ type SyncConfigPatch struct {
 	LinkTemplate      *string                 `json:"link_template"`
 }
 
+// SyncConfigUpdate is the body of a finding-sync configuration request: Enabled false removes the
+// configuration (the other fields are then checked but ignored); absent or true applies the patch.
+type SyncConfigUpdate struct {
+	Enabled *bool `json:"enabled"`
+	SyncConfigPatch
+}
+
+// ParseSyncConfigUpdate decodes an update strictly: `"enabled": "true"` or `0` is a *FieldError
+// naming finding_sync.enabled, never a silent "off".
+func ParseSyncConfigUpdate(raw []byte) (SyncConfigUpdate, error) {
+	var u SyncConfigUpdate
+	if err := decodeStrict(raw, &u); err != nil {
+		return SyncConfigUpdate{}, err
+	}
+	return u, nil
+}
+
 // ParseSyncConfigPatch decodes a patch strictly; errors are *FieldErrors naming the field.
 func ParseSyncConfigPatch(raw []byte) (SyncConfigPatch, error) {
 	var p SyncConfigPatch
@@ -197,63 +214,22 @@ func (p SyncConfigPatch) Apply(c SyncConfig) SyncConfig {
 	return c
 }
 
-// decodeStrict decodes one JSON object (or null/empty) into dst, rejecting unknown fields and
-// trailing data, with errors that name the configuration field.
+// decodeStrict decodes one JSON object (or null/empty) into dst through strictjson, the strict
+// decoding path of every API body, with errors that name the configuration field.
 func decodeStrict(raw []byte, dst any) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil
 	}
-	if raw[0] != '{' {
-		return fieldErr("finding_sync", "must be a JSON object")
-	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		return decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fieldErr("finding_sync", "has data after the JSON object")
+	if err := strictjson.Decode(raw, dst); err != nil {
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			p := se.WithPrefix("finding_sync")
+			return &FieldError{Field: p.Field, Message: strings.TrimPrefix(p.Message, p.Field+": ")}
+		}
+		return fieldErr("finding_sync", "malformed JSON")
 	}
 	return nil
-}
-
-func decodeError(err error) error {
-	var typ *json.UnmarshalTypeError
-	var syn *json.SyntaxError
-	switch {
-	case errors.As(err, &typ):
-		name := "finding_sync"
-		if typ.Field != "" {
-			name = configField(typ.Field)
-		}
-		return fieldErr(name, "must be %s", jsonKind(typ.Type.String()))
-	case errors.As(err, &syn):
-		return fieldErr("finding_sync", "malformed JSON at byte %d", syn.Offset)
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return fieldErr("finding_sync", "malformed JSON: unexpected end of input")
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		name, uerr := strconv.Unquote(f)
-		if uerr != nil {
-			name = f
-		}
-		return fieldErr(configField(name), "unknown field")
-	}
-	return fieldErr("finding_sync", "malformed JSON")
-}
-
-// jsonKind describes a Go type the way an API client thinks of JSON values.
-func jsonKind(goType string) string {
-	switch {
-	case strings.HasPrefix(goType, "[]"):
-		return "an array"
-	case strings.HasPrefix(goType, "map["), strings.HasSuffix(goType, "StatusTarget"):
-		return "an object"
-	case strings.HasSuffix(goType, "string"), strings.HasSuffix(goType, "Severity"), strings.HasSuffix(goType, "Status"):
-		return "a string"
-	}
-	return "a " + goType
 }
 
 // Limits on configuration values.

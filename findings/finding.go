@@ -121,7 +121,7 @@ type Finding struct {
 	FrameworkRefs []string `json:"framework_refs,omitempty"`
 	// Excerpt is the evidence text (model output, prompt, log lines). It may hold secrets or
 	// personal data; it is stored as received and redacted (Redact) before it leaves for Jira.
-	Excerpt string `json:"excerpt,omitempty"`
+	Excerpt string `json:"excerpt,omitempty" text:"multiline"`
 }
 
 // FieldError is a validation error naming the offending field as the API spells it
