@@ -1,8 +1,10 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -225,6 +227,21 @@ func (s *Server) createAssessment(c echo.Context) error {
 	return c.JSON(http.StatusCreated, view)
 }
 
+// lockAssessment takes the assessment's row lock through lock (shared for attaching, exclusive for
+// approving; see db/queries/reporting.sql), or answers 404.
+func lockAssessment(c echo.Context, q *dbq.Queries, lock func(context.Context, uuid.UUID) (string, error)) error {
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return errNotFound("assessment")
+	}
+	if _, err := lock(c.Request().Context(), id); errors.Is(err, pgx.ErrNoRows) {
+		return errNotFound("assessment")
+	} else if err != nil {
+		return fmt.Errorf("lock assessment %s: %w", id, err)
+	}
+	return nil
+}
+
 // loadAssessment fetches the assessment named in the path within q's org, or 404.
 func loadAssessment(c echo.Context, q *dbq.Queries) (assessmentView, error) {
 	id, err := uuid.Parse(c.Param("id"))
@@ -286,6 +303,9 @@ func (s *Server) attachEvidence(c echo.Context) error {
 	p := principal(c)
 	var view assessmentView
 	err := s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		if err := lockAssessment(c, q, q.LockAssessmentForAttach); err != nil {
+			return err
+		}
 		a, err := loadAssessment(c, q)
 		if err != nil {
 			return err
@@ -321,6 +341,10 @@ func (s *Server) approveAssessment(c echo.Context) error {
 	p := principal(c)
 	var view assessmentView
 	err := s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		if err := lockAssessment(c, q, q.LockAssessmentForApproval); err != nil {
+			return err
+		}
+		// Read under the lock: every attach that got in first has committed, none can follow.
 		a, err := loadAssessment(c, q)
 		if err != nil {
 			return err

@@ -470,3 +470,30 @@ func (q *Queries) ListEvidence(ctx context.Context, arg ListEvidenceParams) ([]L
 	}
 	return items, nil
 }
+
+const lockAssessmentForApproval = `-- name: LockAssessmentForApproval :one
+SELECT status FROM assessments WHERE id = $1 FOR UPDATE
+`
+
+func (q *Queries) LockAssessmentForApproval(ctx context.Context, id uuid.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, lockAssessmentForApproval, id)
+	var status string
+	err := row.Scan(&status)
+	return status, err
+}
+
+const lockAssessmentForAttach = `-- name: LockAssessmentForAttach :one
+
+SELECT status FROM assessments WHERE id = $1 FOR SHARE
+`
+
+// Approval is a point in time: approving and attaching serialize on the assessment's row. Attaches
+// share the lock (they may run side by side); approval takes it alone, so it waits for every attach
+// in flight to commit, then sees exactly the evidence it freezes, and attaches queued behind it
+// read the approved status when they get the lock.
+func (q *Queries) LockAssessmentForAttach(ctx context.Context, id uuid.UUID) (string, error) {
+	row := q.db.QueryRow(ctx, lockAssessmentForAttach, id)
+	var status string
+	err := row.Scan(&status)
+	return status, err
+}

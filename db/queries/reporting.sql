@@ -58,6 +58,17 @@ RETURNING id, name, status, created_at, approved_at, approved_by;
 -- name: GetAssessment :one
 SELECT id, name, status, created_at, approved_at, approved_by FROM assessments WHERE id = $1;
 
+-- Approval is a point in time: approving and attaching serialize on the assessment's row. Attaches
+-- share the lock (they may run side by side); approval takes it alone, so it waits for every attach
+-- in flight to commit, then sees exactly the evidence it freezes, and attaches queued behind it
+-- read the approved status when they get the lock.
+
+-- name: LockAssessmentForAttach :one
+SELECT status FROM assessments WHERE id = $1 FOR SHARE;
+
+-- name: LockAssessmentForApproval :one
+SELECT status FROM assessments WHERE id = $1 FOR UPDATE;
+
 -- name: ListAssessmentEvidence :many
 SELECT evidence_id, attached_at FROM assessment_evidence WHERE assessment_id = $1 ORDER BY attached_at, evidence_id;
 
