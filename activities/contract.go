@@ -119,12 +119,25 @@ type Check struct {
 	Name   string `json:"name"`
 	OK     bool   `json:"ok"`
 	Detail string `json:"detail"`
+	// IssueKey names the Jira issue a check created or changed (the synthetic test issue), so the
+	// request that caused the write can be audited with it.
+	IssueKey string `json:"issue_key,omitempty"`
 }
 
 // TestResult is the answer of the test-connection update.
 type TestResult struct {
 	OK     bool    `json:"ok"`
 	Checks []Check `json:"checks"`
+}
+
+// TestIssueKey is the synthetic issue the test created or reused in Jira ("" when it wrote none).
+func (r TestResult) TestIssueKey() string {
+	for _, c := range r.Checks {
+		if c.IssueKey != "" {
+			return c.IssueKey
+		}
+	}
+	return ""
 }
 
 // RevokeInput asks for the revoke cleanup.

@@ -403,6 +403,7 @@ func (k *checker) findingChecks(ctx context.Context, client *jira.Client, cfg fi
 		k.pass(CheckFindingTestIssue, fmt.Sprintf("test issue %s, created by an earlier attempt of this test, exists (label %s); it is safe to delete",
 			issueKey, runLabel))
 	}
+	k.r.checks[len(k.r.checks)-1].IssueKey = issueKey
 
 	// 6. Move it to the status resolved findings map to. MoveTo may take several calls (a
 	// multi-hop walk); they share one call timeout, which keeps the heartbeat timeout honest.

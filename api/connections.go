@@ -356,6 +356,13 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	return c.JSON(http.StatusOK, view)
 }
 
+// evidenceSettings is what the audit log records of a connection's evidence-sync configuration:
+// every setting that decides what is collected from Jira.
+func evidenceSettings(c connections.Config) map[string]any {
+	return map[string]any{"sync_cadence": c.SyncCadence.D().String(), "stale_threshold": c.StaleThreshold.D().String(),
+		"resolved_jql": c.ResolvedJQL, "sample_size": c.SampleSize}
+}
+
 // configFieldError turns a connections.FieldError into an API error naming config.<field>.
 func configFieldError(err error) error {
 	var fe *connections.FieldError
@@ -446,7 +453,8 @@ func (s *Server) patchConnection(c echo.Context) error {
 	if conn.Status == connections.StatusRevoked {
 		return &Error{Status: http.StatusConflict, Code: "connection_revoked", Message: "the connection is revoked"}
 	}
-	cfg := patch.Apply(conn.Config)
+	old := conn.Config
+	cfg := patch.Apply(old)
 	if err := cfg.Validate(); err != nil {
 		var fe *connections.FieldError
 		if errors.As(err, &fe) {
@@ -470,7 +478,7 @@ func (s *Server) patchConnection(c echo.Context) error {
 		}
 		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.configure",
 			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c),
-			Metadata: map[string]any{"sync_cadence": cfg.SyncCadence.D().String(), "stale_threshold": cfg.StaleThreshold.D().String(), "sample_size": cfg.SampleSize}})
+			Metadata: map[string]any{"old": evidenceSettings(old), "new": evidenceSettings(cfg)}})
 		return err
 	})
 	if err != nil {

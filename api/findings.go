@@ -353,6 +353,7 @@ func (s *Server) putFindingSync(c echo.Context) error {
 		}
 		next = &cfg
 	}
+	old := conn.Config.FindingSync
 	cfgAll := conn.Config
 	cfgAll.FindingSync = next
 	cfgJSON, err := json.Marshal(cfgAll)
@@ -368,11 +369,8 @@ func (s *Server) putFindingSync(c echo.Context) error {
 		if conn, err = connections.FromRow(row); err != nil {
 			return err
 		}
-		meta := map[string]any{"enabled": next != nil}
-		if next != nil {
-			meta["project_key"] = next.ProjectKey
-			meta["severity_threshold"] = string(next.SeverityThreshold)
-		}
+		// Old and new in full: the configuration decides what is written to Jira. It holds no secret.
+		meta := map[string]any{"enabled": next != nil, "old": old, "new": next}
 		if next != nil {
 			// Findings whose push failed for configuration reasons get another chance.
 			if _, err := q.EnqueueErroredLinks(ctx, conn.ID); err != nil {

@@ -122,8 +122,14 @@ func (s *Server) testConnection(c echo.Context) error {
 		return err
 	}
 	var res activities.TestResult
-	if err := s.update(c.Request().Context(), conn, workflows.UpdateTest, &res); err != nil {
+	ctx := c.Request().Context()
+	if err := s.update(ctx, conn, workflows.UpdateTest, &res); err != nil {
 		if errors.Is(err, errUpdatePending) {
+			// The test goes on and may still write its synthetic issue: the request is audited now,
+			// the run report names the issue.
+			if aerr := s.auditTest(c, conn, map[string]any{"outcome": "still_running"}); aerr != nil {
+				return aerr
+			}
 			return &Error{Status: http.StatusGatewayTimeout, Code: "test_still_running",
 				Message: "the connection test is still running (Jira is slow to answer); its result will appear in GET /v1/connections/{id}/runs"}
 		}
@@ -132,7 +138,35 @@ func (s *Server) testConnection(c echo.Context) error {
 		}
 		return err
 	}
+	meta := map[string]any{"outcome": "passed"}
+	if !res.OK {
+		meta["outcome"] = "failed"
+		var failed []string
+		for _, ch := range res.Checks {
+			if !ch.OK {
+				failed = append(failed, ch.Name)
+			}
+		}
+		meta["failed_checks"] = failed
+	}
+	if key := res.TestIssueKey(); key != "" {
+		meta["test_issue_key"] = key
+	}
+	if err := s.auditTest(c, conn, meta); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, res)
+}
+
+// auditTest records a connection test, which can create and transition an issue in Jira.
+func (s *Server) auditTest(c echo.Context, conn connections.Connection, meta map[string]any) error {
+	ctx := c.Request().Context()
+	p := principal(c)
+	return s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
+		_, err := audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.test",
+			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c), Metadata: meta})
+		return err
+	})
 }
 
 // requireStatus answers 409 unless the connection is in one of the given states.
@@ -307,7 +341,9 @@ func (s *Server) auditConnection(ctx context.Context, c echo.Context, conn conne
 }
 
 // clientAddr is the caller's address for audit rows: the direct peer, or — when the peer is a
-// trusted proxy — the right-most X-Forwarded-For hop that is not itself a trusted proxy.
+// trusted proxy — the right-most X-Forwarded-For hop that is not itself a trusted proxy. Every
+// X-Forwarded-For header line counts, in order, as one list: a proxy that appends its own line
+// (HAProxy's option forwardfor) must not let a forged first line speak for the client.
 func (s *Server) clientAddr(c echo.Context) netip.Addr {
 	return clientIP(c.Request(), s.deps.TrustedProxies)
 }
@@ -321,7 +357,7 @@ func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
 	if !inAny(addr, trusted) {
 		return addr
 	}
-	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {

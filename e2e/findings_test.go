@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
 
@@ -348,5 +349,42 @@ func TestFindingSyncToggleIsStrict(t *testing.T) {
 	}
 	if r := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, map[string]any{"enabled": false}); r.status != 200 {
 		t.Fatalf("turning off: %d %s", r.status, r.raw)
+	}
+}
+
+// TestConfigurationChangesAreAudited: every change of what is collected from or written to Jira is
+// in the audit log with its old and new values.
+func TestConfigurationChangesAreAudited(t *testing.T) {
+	s := newStack(t)
+	key := s.org("audit-config")
+	connID := s.findingSyncSetup(key)
+	jql := "labels = security AND resolved >= -7d ORDER BY resolved DESC"
+	if r := s.call("PATCH", "/v1/connections/"+connID, key, map[string]any{"resolved_jql": jql, "sample_size": 10}); r.status != 200 {
+		t.Fatalf("patch: %d %s", r.status, r.raw)
+	}
+	if r := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, map[string]any{"severity_threshold": "critical"}); r.status != 200 {
+		t.Fatalf("finding sync: %d %s", r.status, r.raw)
+	}
+	latest := func(action string) map[string]any {
+		var meta map[string]any
+		if err := testDB.Owner(t).QueryRow(context.Background(), `SELECT metadata FROM audit_log
+			WHERE action = $1 AND target_id = $2 ORDER BY id DESC LIMIT 1`, action, connID).Scan(&meta); err != nil {
+			t.Fatalf("%s: %v", action, err)
+		}
+		return meta
+	}
+	field := func(meta map[string]any, side, name string) any {
+		m, _ := meta[side].(map[string]any)
+		return m[name]
+	}
+	configure := latest("connection.configure")
+	if field(configure, "old", "resolved_jql") != connections.DefaultResolvedJQL || field(configure, "new", "resolved_jql") != jql ||
+		field(configure, "old", "sample_size") != float64(25) || field(configure, "new", "sample_size") != float64(10) {
+		t.Errorf("connection.configure audited as %v", configure)
+	}
+	fs := latest("connection.finding_sync_configure")
+	if field(fs, "old", "severity_threshold") != "high" || field(fs, "new", "severity_threshold") != "critical" ||
+		field(fs, "new", "project_key") != "SEC" {
+		t.Errorf("connection.finding_sync_configure audited as %v", fs)
 	}
 }

@@ -85,6 +85,16 @@ func TestConnectionTestWithFindingSync(t *testing.T) {
 		if !slices.Contains(latest.Labels, activities.TestIssueLabel+"-"+runID) {
 			t.Errorf("test issue labels %v, run %s", latest.Labels, runID)
 		}
+		// The test wrote to Jira on a person's request: the audit log says who, and which issue.
+		var meta map[string]any
+		var actorType string
+		if err := testDB.Owner(t).QueryRow(context.Background(), `SELECT actor_type, metadata FROM audit_log
+			WHERE action = 'connection.test' AND target_id = $1 ORDER BY id DESC LIMIT 1`, connID).Scan(&actorType, &meta); err != nil {
+			t.Fatalf("test %d: no connection.test audit row: %v", round, err)
+		}
+		if actorType != "api_key" || meta["outcome"] != "passed" || meta["test_issue_key"] != latest.Key {
+			t.Errorf("test %d audited as %s %v, want api_key, passed, %s", round, actorType, meta, latest.Key)
+		}
 	}
 
 	// The test issues' webhooks (created, moved to Done) reach the bridge and change nothing: the
