@@ -30,6 +30,7 @@ func TestMain(m *testing.M) { os.Exit(dbtest.Run(m, &testDB)) }
 type env struct {
 	t       *testing.T
 	srv     *httptest.Server
+	server  *api.Server
 	tenancy *tenancy.Service
 }
 
@@ -51,7 +52,7 @@ func newEnv(t *testing.T, temporal api.Pinger) *env {
 	s := api.New(api.Deps{Log: log, DB: d, Tenancy: svc, Metrics: m, TemporalHealth: temporal, MaxBodyBytes: 4096, Version: "test"})
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, tenancy: svc}
+	return &env{t: t, srv: srv, server: s, tenancy: svc}
 }
 
 func (e *env) org(name string) (tenancy.Org, string) {
@@ -117,9 +118,19 @@ func TestHealthAndReadiness(t *testing.T) {
 	if r.status != 503 || !strings.Contains(r.raw, `"temporal":"unreachable"`) || !strings.Contains(r.raw, `"postgres":"ok"`) {
 		t.Fatalf("readyz with temporal down: %d %s", r.status, r.raw)
 	}
-	m := e.do("GET", "/metrics", "", "", "")
-	if m.status != 200 || !strings.Contains(m.raw, "jiraconnect_http_requests_total") || !strings.Contains(m.raw, "go_goroutines") {
-		t.Fatalf("metrics: %d %.300s", m.status, m.raw)
+	if m := e.do("GET", "/metrics", "", "", ""); m.status != 404 {
+		t.Fatalf("the public listener serves /metrics: %d", m.status)
+	}
+	ops := httptest.NewServer(e.server.OpsHandler())
+	t.Cleanup(ops.Close)
+	resp, err := http.Get(ops.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(raw), "jiraconnect_http_requests_total") || !strings.Contains(string(raw), "go_goroutines") {
+		t.Fatalf("ops metrics: %d %.300s", resp.StatusCode, raw)
 	}
 }
 

@@ -1,5 +1,6 @@
-// Package api is jiraconnect's HTTP API (echo): the tenants' REST API under /v1, the operations
-// endpoints (/healthz, /readyz, /metrics), and later the OAuth callback and the webhook bridge.
+// Package api is jiraconnect's HTTP API (echo): the tenants' REST API under /v1, the probes
+// (/healthz, /readyz), the OAuth callback and the webhook bridge on the public listener, and the
+// operator endpoints (the same probes and /metrics) on a separate handler for the ops listener.
 //
 // Every /v1 request is authenticated by a bearer API key, runs its database work in a transaction
 // scoped to the key's organization (row-level security), and answers errors as JSON.
@@ -113,11 +114,9 @@ func New(deps Deps) *Server {
 	e.Use(s.observe)
 	e.Use(s.bodyLimit)
 
+	// Load balancers probe the public listener; metrics are for operators only (OpsHandler).
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
-	if deps.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(deps.Metrics.Handler()))
-	}
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.GET("/orgs/me", s.getOrgMe, requireRole(tenancy.RoleAuditor))
@@ -159,6 +158,21 @@ func New(deps Deps) *Server {
 
 // Handler exposes the API as an http.Handler (tests mount it on httptest).
 func (s *Server) Handler() http.Handler { return s.e }
+
+// OpsHandler serves the operator endpoints (/healthz, /readyz, /metrics) for the operator listener
+// (OPS_ADDR), which is not the public one: metrics name routes, queues and error rates that are
+// nobody's business outside the deployment, and the public listener also serves webhooks.
+func (s *Server) OpsHandler() http.Handler {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	if s.deps.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(s.deps.Metrics.Handler()))
+	}
+	return e
+}
 
 // Echo exposes the router so later features (connections, findings, webhooks) can add routes.
 func (s *Server) Echo() *echo.Echo { return s.e }

@@ -6,7 +6,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -164,12 +163,38 @@ func (c *Core) NewAPI(tc client.Client) *api.Server {
 	})
 }
 
-// RunAPI serves the API until ctx ends.
+// RunAPI serves the API on API_ADDR and its operator endpoints on OPS_ADDR until ctx ends.
 func (c *Core) RunAPI(ctx context.Context, tc client.Client) error {
 	srv := c.NewAPI(tc)
-	c.Log.Info("api listening", "addr", c.Config.APIAddr)
-	if err := srv.Serve(ctx, c.Config.APIAddr); err != nil {
-		return fmt.Errorf("api server: %w", err)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		c.Log.Info("api listening", "addr", c.Config.APIAddr)
+		if err := srv.Serve(gctx, c.Config.APIAddr); err != nil {
+			return fmt.Errorf("api server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		c.Log.Info("api ops listening", "addr", c.Config.OpsAddr)
+		return serveOps(gctx, "api ops server", c.Config.OpsAddr, srv.OpsHandler())
+	})
+	return g.Wait()
+}
+
+// serveOps serves an operator handler on addr until ctx ends.
+func serveOps(ctx context.Context, name, addr string, h http.Handler) error {
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("%s on %s: %w", name, addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	return nil
 }
@@ -207,19 +232,5 @@ func (c *Core) RunWorker(ctx context.Context, tc client.Client) error {
 		return ec.JSON(http.StatusOK, map[string]string{"postgres": "ok", "temporal": "ok"})
 	})
 	e.GET("/metrics", echo.WrapHandler(c.Metrics.Handler()))
-	srv := &http.Server{Addr: c.Config.WorkerAddr, Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("worker ops server: %w", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(sctx)
-	})
-	return g.Wait()
+	return serveOps(ctx, "worker ops server", c.Config.WorkerAddr, e)
 }

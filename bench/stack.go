@@ -95,10 +95,15 @@ func StartStack(ctx context.Context, b *Bench, opts StackOptions) (_ *Stack, err
 	if err != nil {
 		return nil, err
 	}
+	opsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	clientID, secret := s.Sim.OAuthClient()
 	s.env = map[string]string{
 		"DATABASE_URL":             s.DB.OwnerURL,
 		"API_ADDR":                 apiAddr,
+		"OPS_ADDR":                 opsAddr,
 		"WORKER_ADDR":              workerAddr,
 		"PUBLIC_URL":               "http://" + apiAddr,
 		"LOCAL_KEYRING_DIR":        s.Dir,

@@ -33,8 +33,9 @@ func Vars() []Var {
 		{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port."},
 		{"TEMPORAL_NAMESPACE", "default", "Temporal namespace."},
 		{"TEMPORAL_TASK_QUEUE", "jira-connections", "Task queue of the connection workflows and activities."},
-		{"API_ADDR", ":8080", "Listen address of the HTTP API."},
-		{"WORKER_ADDR", ":8081", "Listen address of the worker's /healthz, /readyz and /metrics."},
+		{"API_ADDR", ":8080", "Listen address of the HTTP API (the tenants' API, /healthz and /readyz for load balancers, the OAuth callback and webhooks)."},
+		{"OPS_ADDR", "127.0.0.1:9090", "Listen address of the API process's operator endpoints (/metrics, /healthz, /readyz); keep it off the public network."},
+		{"WORKER_ADDR", "127.0.0.1:8081", "Listen address of the worker's operator endpoints (/healthz, /readyz, /metrics)."},
 		{"WORKER_WORKFLOW_CACHE_SIZE", "2000", "Connection workflows a worker keeps in memory between their tasks (about 60 KiB each); an evicted one is rebuilt from its history at its next task. 0 turns the cache off."},
 		{"PUBLIC_URL", "http://localhost:8080", "Externally reachable base URL of the API: OAuth redirect and webhook URLs are built from it."},
 		{"API_MAX_BODY_BYTES", "1048576", "Largest accepted request body; larger bodies get 413."},
@@ -72,7 +73,10 @@ type Config struct {
 	TemporalNamespace string
 	TaskQueue         string
 
-	APIAddr         string
+	APIAddr string
+	// OpsAddr is the API process's operator listener (/metrics and probes), apart from the public
+	// listener that also serves webhooks.
+	OpsAddr         string
 	WorkerAddr      string
 	PublicURL       *url.URL
 	APIMaxBodyBytes int64
@@ -146,6 +150,7 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 		TemporalNamespace: get("TEMPORAL_NAMESPACE"),
 		TaskQueue:         get("TEMPORAL_TASK_QUEUE"),
 		APIAddr:           get("API_ADDR"),
+		OpsAddr:           get("OPS_ADDR"),
 		WorkerAddr:        get("WORKER_ADDR"),
 		LogFormat:         get("LOG_FORMAT"),
 		KMSProvider:       get("KMS_PROVIDER"),
@@ -181,7 +186,7 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 	} else {
 		c.WorkerWorkflowCacheSize = n
 	}
-	for name, v := range map[string]string{"TEMPORAL_ADDRESS": c.TemporalAddress, "API_ADDR": c.APIAddr, "WORKER_ADDR": c.WorkerAddr} {
+	for name, v := range map[string]string{"TEMPORAL_ADDRESS": c.TemporalAddress, "API_ADDR": c.APIAddr, "OPS_ADDR": c.OpsAddr, "WORKER_ADDR": c.WorkerAddr} {
 		if _, port, ok := strings.Cut(v, ":"); !ok || port == "" {
 			bad(name, v, "must be host:port (host may be empty)")
 		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {

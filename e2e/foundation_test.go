@@ -52,12 +52,13 @@ func get(t *testing.T, url, key string) (int, string) {
 
 func TestFoundationEndToEnd(t *testing.T) {
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
-	apiAddr, workerAddr := freeAddr(t), freeAddr(t)
+	apiAddr, opsAddr, workerAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	env := map[string]string{
 		"DATABASE_URL":       testDB.OwnerURL,
 		"TEMPORAL_ADDRESS":   ts.GetFrontendHostPort(),
 		"TEMPORAL_NAMESPACE": ts.GetDefaultNamespace(),
 		"API_ADDR":           apiAddr,
+		"OPS_ADDR":           opsAddr,
 		"WORKER_ADDR":        workerAddr,
 		"LOCAL_KEYRING_DIR":  t.TempDir(),
 		"LOG_LEVEL":          "warn",
@@ -108,6 +109,16 @@ func TestFoundationEndToEnd(t *testing.T) {
 		t.Fatalf("orgs/me: %d %s", code, body)
 	}
 
+	// Metrics are served to operators on OPS_ADDR, never on the public listener that takes webhooks.
+	if code, _ := get(t, "http://"+apiAddr+"/metrics", ""); code != 404 {
+		t.Errorf("public listener serves /metrics: %d", code)
+	}
+	if code, body := get(t, "http://"+opsAddr+"/metrics", ""); code != 200 || !strings.Contains(body, "jiraconnect_http_requests_total") {
+		t.Errorf("ops listener metrics: %d %.300s", code, body)
+	}
+	if code, _ := get(t, "http://"+opsAddr+"/readyz", ""); code != 200 {
+		t.Errorf("ops listener readyz: %d", code)
+	}
 	// /metrics on the worker includes the Temporal SDK's own series.
 	code, body := get(t, "http://"+workerAddr+"/metrics", "")
 	if code != 200 || !strings.Contains(body, "temporal_") {

@@ -69,13 +69,14 @@ func newStackWith(t *testing.T, extra map[string]string) *stack {
 		}
 	}
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
-	apiAddr, workerAddr := freeAddr(t), freeAddr(t)
+	apiAddr, opsAddr, workerAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	clientID, secret := cloud.OAuthClient()
 	env := map[string]string{
 		"DATABASE_URL":             testDB.OwnerURL,
 		"TEMPORAL_ADDRESS":         ts.GetFrontendHostPort(),
 		"TEMPORAL_NAMESPACE":       ts.GetDefaultNamespace(),
 		"API_ADDR":                 apiAddr,
+		"OPS_ADDR":                 opsAddr,
 		"WORKER_ADDR":              workerAddr,
 		"PUBLIC_URL":               "http://" + apiAddr,
 		"LOCAL_KEYRING_DIR":        t.TempDir(),

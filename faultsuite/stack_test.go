@@ -121,11 +121,13 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	s.pgAPI, s.pgWorker = newPGProxy(t, pgHost), newPGProxy(t, pgHost)
 	apiAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	workerAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	opsAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	s.apiURL, s.workerURL = "http://"+apiAddr, "http://"+workerAddr
 	s.env = map[string]string{
 		"TEMPORAL_ADDRESS":   s.temporalAddr,
 		"TEMPORAL_NAMESPACE": "default",
 		"API_ADDR":           apiAddr,
+		"OPS_ADDR":           opsAddr,
 		"WORKER_ADDR":        workerAddr,
 		"PUBLIC_URL":         s.apiURL,
 		"KMS_PROVIDER":       "local",
