@@ -7,7 +7,7 @@ TOOLS_BIN ?= $(shell $(GO) env GOPATH)/bin
 # Fuzz targets run by `make fuzz` (and CI) for a short, bounded time each.
 FUZZTIME ?= 10s
 
-.PHONY: dev demo test test-short bench build lint sqlc sqlc-check tools fuzz clean
+.PHONY: dev demo test test-short bench build lint sqlc sqlc-check tools fuzz securitysuite clean
 
 ## dev: embedded Temporal server + UI, migrations, API and worker in one process (Ctrl-C stops)
 dev:
@@ -31,6 +31,11 @@ test:
 ## One scenario or other sizes: make bench ARGS='-run sync-cost -sync-cost.sizes=10x1000,100x10000'
 bench:
 	$(GO) run ./bench $(ARGS)
+
+## securitysuite: the security probes against the real API process alone, printing their table
+## (it also runs in `make test`, as part of the fault suite)
+securitysuite:
+	$(GO) test -count=1 -v -run '^TestSecuritySuite$$' ./faultsuite/ | grep -v '^=== '
 
 ## test-short: the same without the fuzz runs
 test-short:
