@@ -35,7 +35,7 @@ bench:
 ## securitysuite: the security probes against the real API process alone, printing their table
 ## (it also runs in `make test`, as part of the fault suite)
 securitysuite:
-	$(GO) test -count=1 -v -run '^TestSecuritySuite$$' ./faultsuite/ | grep -v '^=== '
+	set -o pipefail; $(GO) test -count=1 -v -run '^TestSecuritySuite$$' ./faultsuite/ | grep -v '^=== '
 
 ## test-short: the same without the fuzz runs
 test-short:
