@@ -101,8 +101,7 @@ func (s *Server) oauthCallback(c echo.Context) error {
 		return &Error{Status: http.StatusBadRequest, Code: "site_not_authorized", Field: "site_url",
 			Message: "site_url: the consent did not grant access to " + conn.SiteURL + " (pick that site when consenting)"}
 	}
-	creds := connections.Credentials{Kind: connections.KindCloudOAuth, Access: tokens.Access, Refresh: tokens.Refresh,
-		Expiry: tokens.Expiry, Scopes: tokens.Scopes}
+	creds := connections.OAuthCredentials(tokens)
 	conn, err = s.activate(ctx, conn.OrgID, conn, creds, cloudID, who, s.clientAddr(c))
 	if err != nil {
 		return err

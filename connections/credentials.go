@@ -25,6 +25,7 @@ type Credentials struct {
 	Access  jira.Secret
 	Refresh jira.Secret
 	Expiry  time.Time
+	Issued  time.Time
 	Scopes  []string
 }
 
@@ -37,6 +38,7 @@ type sealedCredentials struct {
 	Access   string    `json:"access_token,omitempty"`
 	Refresh  string    `json:"refresh_token,omitempty"`
 	Expiry   time.Time `json:"expiry,omitzero"`
+	Issued   time.Time `json:"issued,omitzero"`
 	Scopes   []string  `json:"scopes,omitempty"`
 }
 
@@ -60,7 +62,7 @@ func SealCredentials(ctx context.Context, s *seal.Sealer, orgID, connID uuid.UUI
 	}
 	plain, err := json.Marshal(sealedCredentials{
 		Kind: c.Kind, Email: c.Email, APIToken: c.APIToken.Reveal(), PAT: c.PAT.Reveal(),
-		Access: c.Access.Reveal(), Refresh: c.Refresh.Reveal(), Expiry: c.Expiry, Scopes: c.Scopes,
+		Access: c.Access.Reveal(), Refresh: c.Refresh.Reveal(), Expiry: c.Expiry, Issued: c.Issued, Scopes: c.Scopes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode credentials: %w", err)
@@ -92,7 +94,7 @@ func OpenCredentials(ctx context.Context, s *seal.Sealer, orgID, connID uuid.UUI
 	}
 	return Credentials{
 		Kind: sc.Kind, Email: sc.Email, APIToken: jira.NewSecret(sc.APIToken), PAT: jira.NewSecret(sc.PAT),
-		Access: jira.NewSecret(sc.Access), Refresh: jira.NewSecret(sc.Refresh), Expiry: sc.Expiry, Scopes: sc.Scopes,
+		Access: jira.NewSecret(sc.Access), Refresh: jira.NewSecret(sc.Refresh), Expiry: sc.Expiry, Issued: sc.Issued, Scopes: sc.Scopes,
 	}, nil
 }
 
@@ -116,9 +118,14 @@ func (c Credentials) validate() error {
 	return nil
 }
 
+// OAuthCredentials are the credentials of a cloud_oauth connection holding t.
+func OAuthCredentials(t jira.Tokens) Credentials {
+	return Credentials{Kind: KindCloudOAuth, Access: t.Access, Refresh: t.Refresh, Expiry: t.Expiry, Issued: t.Issued, Scopes: t.Scopes}
+}
+
 // Tokens converts OAuth credentials to the client's token pair.
 func (c Credentials) Tokens() jira.Tokens {
-	return jira.Tokens{Access: c.Access, Refresh: c.Refresh, Expiry: c.Expiry, Scopes: c.Scopes}
+	return jira.Tokens{Access: c.Access, Refresh: c.Refresh, Expiry: c.Expiry, Issued: c.Issued, Scopes: c.Scopes}
 }
 
 // String never reveals secrets.

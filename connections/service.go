@@ -102,7 +102,9 @@ func FromRow(r dbq.Connection) (Connection, error) {
 
 // Service loads connections and builds Jira clients for them. One Service is shared by the whole
 // process, because it owns the OAuth token sources: Atlassian revokes a grant whose rotated
-// refresh token is reused, so two refreshes of one connection must never race in a process.
+// refresh token is reused, so two refreshes of one connection must never race — inside a process
+// (one token source per connection, single-flight) nor across processes (each refresh runs under a
+// per-connection Postgres advisory lock and starts from the tokens stored at that moment).
 type Service struct {
 	DB     *db.DB
 	Sealer *seal.Sealer
@@ -242,8 +244,8 @@ func (s *Service) tokenSource(ctx context.Context, conn Connection, sealed []byt
 		App:     s.OAuth,
 		Initial: creds.Tokens(),
 		Logger:  s.Log,
-		Persist: func(ctx context.Context, t jira.Tokens) error {
-			return s.persistRotated(ctx, orgID, connID, entry, t)
+		Exclusive: func(ctx context.Context, refresh func(context.Context, jira.Tokens) (jira.Tokens, bool, error)) (jira.Tokens, error) {
+			return s.refreshExclusive(ctx, orgID, connID, entry, refresh)
 		},
 	})
 	if err != nil {
@@ -257,36 +259,66 @@ func (s *Service) tokenSource(ctx context.Context, conn Connection, sealed []byt
 	return ts, nil
 }
 
-// persistRotated stores a rotated token pair with compare-and-set on the credentials version.
-func (s *Service) persistRotated(ctx context.Context, orgID, connID uuid.UUID, entry *tokenSourceEntry, t jira.Tokens) error {
-	sealed, err := SealCredentials(ctx, s.Sealer, orgID, connID, Credentials{
-		Kind: KindCloudOAuth, Access: t.Access, Refresh: t.Refresh, Expiry: t.Expiry, Scopes: t.Scopes,
-	})
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	expected := entry.version
-	s.mu.Unlock()
-	var newVersion int32
-	err = s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
-		v, err := q.RotateConnectionCredentials(ctx, dbq.RotateConnectionCredentialsParams{
-			SealedCredentials: sealed, ID: connID, ExpectedVersion: expected,
+// refreshExclusive is the cross-process critical section of an OAuth refresh. In one transaction
+// it takes the connection's refresh lock (waiting for any process refreshing it), reads the stored
+// credentials — which another process may have rotated meanwhile — hands them to refresh, and
+// stores a rotated pair before the lock is released. The token endpoint is called while the lock
+// is held, so the second of two racing processes finds the first one's tokens and uses them
+// instead of presenting the refresh token the first one already spent.
+func (s *Service) refreshExclusive(ctx context.Context, orgID, connID uuid.UUID, entry *tokenSourceEntry,
+	refresh func(context.Context, jira.Tokens) (jira.Tokens, bool, error)) (jira.Tokens, error) {
+	var out jira.Tokens
+	var version int32
+	err := s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+		if err := q.LockCredentialRefresh(ctx, connID); err != nil {
+			return fmt.Errorf("take the refresh lock: %w", err)
+		}
+		row, err := q.GetConnection(ctx, connID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if row.DeletedAt != nil || len(row.SealedCredentials) == 0 {
+			return ErrRevoked
+		}
+		creds, err := OpenCredentials(ctx, s.Sealer, orgID, connID, KindCloudOAuth, row.SealedCredentials)
+		if err != nil {
+			return err
+		}
+		next, changed, err := refresh(ctx, creds.Tokens())
+		if err != nil {
+			return err
+		}
+		out, version = next, row.CredentialsVersion
+		if !changed {
+			return nil
+		}
+		sealed, err := SealCredentials(ctx, s.Sealer, orgID, connID, OAuthCredentials(next))
+		if err != nil {
+			return err
+		}
+		// Under the lock only a re-authorization can have stored newer credentials, and it does
+		// not take the lock: the compare-and-set keeps its credentials.
+		version, err = q.RotateConnectionCredentials(ctx, dbq.RotateConnectionCredentialsParams{
+			SealedCredentials: sealed, ID: connID, ExpectedVersion: row.CredentialsVersion,
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrCredentialsChanged
 		}
-		newVersion = v
 		return err
 	})
 	if err != nil {
-		s.Forget(connID)
-		return fmt.Errorf("persist rotated tokens of connection %s: %w", connID, err)
+		if errors.Is(err, ErrCredentialsChanged) || errors.Is(err, ErrRevoked) {
+			s.Forget(connID)
+		}
+		return jira.Tokens{}, fmt.Errorf("refresh oauth tokens of connection %s: %w", connID, err)
 	}
 	s.mu.Lock()
-	entry.version = newVersion
+	entry.version = version
 	s.mu.Unlock()
-	return nil
+	return out, nil
 }
 
 // Forget drops the cached token source of a connection (after re-auth or revoke).

@@ -146,6 +146,9 @@ type Tokens struct {
 	Refresh Secret
 	// Expiry is when Access stops working; zero when the server did not say.
 	Expiry time.Time
+	// Issued is when Access was received; with Expiry it gives the token's lifetime, which bounds
+	// how early it may be refreshed. Zero when unknown (tokens stored before it was recorded).
+	Issued time.Time
 	Scopes []string
 }
 
@@ -222,7 +225,7 @@ func (a *OAuthApp) token(ctx context.Context, op string, params map[string]strin
 	if w.TokenType != "" && !strings.EqualFold(w.TokenType, "bearer") {
 		return Tokens{}, &Error{Kind: KindMalformedResponse, Op: op, Method: http.MethodPost, Path: "/oauth/token", Status: res.status, Detail: "unexpected token_type " + sanitizeText(w.TokenType, 20)}
 	}
-	t := Tokens{Access: NewSecret(w.AccessToken), Refresh: NewSecret(w.RefreshToken), Scopes: strings.Fields(w.Scope)}
+	t := Tokens{Access: NewSecret(w.AccessToken), Refresh: NewSecret(w.RefreshToken), Scopes: strings.Fields(w.Scope), Issued: a.now()}
 	if w.RefreshToken == "" {
 		// RFC 6749 §6 lets a server keep the old refresh token; Atlassian always rotates.
 		t.Refresh = refresh

@@ -18,13 +18,25 @@ import (
 // old, still-stored refresh token.
 type PersistFunc func(ctx context.Context, t Tokens) error
 
-// TokenSourceConfig configures NewTokenSource.
+// ExclusiveFunc runs refresh inside a critical section shared with every process that may refresh
+// the same grant, so that a rotated refresh token is never presented twice. It calls refresh with
+// the tokens stored when the section begins (another process may have rotated them since this one
+// last looked); when refresh reports changed, ExclusiveFunc stores the new tokens before it leaves
+// the section and returns them. If storing fails it returns the error and the new tokens are
+// discarded, as with PersistFunc.
+type ExclusiveFunc func(ctx context.Context, refresh func(ctx context.Context, stored Tokens) (next Tokens, changed bool, err error)) (Tokens, error)
+
+// TokenSourceConfig configures NewTokenSource. Exactly one of Persist and Exclusive is set:
+// Persist serializes refreshes inside this process only; Exclusive across processes.
 type TokenSourceConfig struct {
-	App     *OAuthApp
-	Initial Tokens
-	Persist PersistFunc
+	App       *OAuthApp
+	Initial   Tokens
+	Persist   PersistFunc
+	Exclusive ExclusiveFunc
 	// RefreshBefore refreshes this long before the access token expires (default 2 minutes), so
-	// that a request does not leave with a token that dies in flight.
+	// that a request does not leave with a token that dies in flight; for a token that lives less
+	// than twice as long, the margin is half its lifetime, so that a token is never refreshed in the
+	// first half of its life however short it is.
 	RefreshBefore time.Duration
 	// RefreshTimeout bounds one refresh-and-persist (default 30 seconds). The refresh runs under
 	// its own context: once the token endpoint may have rotated the refresh token, the result must
@@ -41,9 +53,9 @@ type TokenSourceConfig struct {
 // A TokenSource must be shared by everything in the process that uses the same connection.
 // It implements oauth2.TokenSource.
 type TokenSource struct {
-	app     *OAuthApp
-	persist PersistFunc
-	before  time.Duration
+	app       *OAuthApp
+	exclusive ExclusiveFunc
+	before    time.Duration
 	timeout time.Duration
 	log     *slog.Logger
 
@@ -59,19 +71,22 @@ func NewTokenSource(cfg TokenSourceConfig) (*TokenSource, error) {
 	if cfg.App == nil {
 		return nil, configError("oauth.token_source", "no OAuth app")
 	}
-	if cfg.Persist == nil {
-		return nil, configError("oauth.token_source", "no persist callback: rotated refresh tokens must be stored")
+	if (cfg.Persist == nil) == (cfg.Exclusive == nil) {
+		return nil, configError("oauth.token_source", "exactly one of Persist and Exclusive must be set: rotated refresh tokens must be stored")
 	}
 	if cfg.Initial.Access.IsZero() && cfg.Initial.Refresh.IsZero() {
 		return nil, configError("oauth.token_source", "no initial tokens")
 	}
 	ts := &TokenSource{
-		app:     cfg.App,
-		persist: cfg.Persist,
-		before:  cfg.RefreshBefore,
-		timeout: cfg.RefreshTimeout,
-		log:     cfg.Logger,
-		cur:     cfg.Initial,
+		app:       cfg.App,
+		exclusive: cfg.Exclusive,
+		before:    cfg.RefreshBefore,
+		timeout:   cfg.RefreshTimeout,
+		log:       cfg.Logger,
+		cur:       cfg.Initial,
+	}
+	if ts.exclusive == nil {
+		ts.exclusive = ts.inProcess(cfg.Persist)
 	}
 	if ts.before <= 0 {
 		ts.before = 2 * time.Minute
@@ -117,11 +132,41 @@ func (ts *TokenSource) snapshot() (Tokens, uint64) {
 	return ts.cur, ts.gen
 }
 
+// inProcess is the ExclusiveFunc of a source whose only refresher is itself: the stored tokens are
+// the ones it holds, and persist stores a rotation.
+func (ts *TokenSource) inProcess(persist PersistFunc) ExclusiveFunc {
+	return func(ctx context.Context, refresh func(context.Context, Tokens) (Tokens, bool, error)) (Tokens, error) {
+		stored, _ := ts.snapshot()
+		next, changed, err := refresh(ctx, stored)
+		if err != nil || !changed {
+			return next, err
+		}
+		if err := persist(ctx, next); err != nil {
+			return Tokens{}, err
+		}
+		return next, nil
+	}
+}
+
+// stale reports whether t must be refreshed before use: it has no access token, or it is within
+// its refresh margin of expiring.
 func (ts *TokenSource) stale(t Tokens) bool {
 	if t.Access.IsZero() {
 		return true
 	}
-	return !t.Expiry.IsZero() && !ts.app.now().Add(ts.before).Before(t.Expiry)
+	return !t.Expiry.IsZero() && !ts.app.now().Before(t.Expiry.Add(-ts.margin(t)))
+}
+
+// margin is how long before its expiry t is refreshed: RefreshBefore, but never more than half of
+// t's lifetime. A token issued with expires_in of two minutes or less is therefore not "stale at
+// birth" (which made every call refresh), and a token is never refreshed in the first half of its
+// life.
+func (ts *TokenSource) margin(t Tokens) time.Duration {
+	m := ts.before
+	if !t.Issued.IsZero() && t.Expiry.After(t.Issued) {
+		m = min(m, t.Expiry.Sub(t.Issued)/2)
+	}
+	return m
 }
 
 // access returns the current access token, refreshing it first if it is about to expire.
@@ -170,7 +215,10 @@ func (ts *TokenSource) refreshUntil(ctx context.Context, need func(Tokens, uint6
 	return nil
 }
 
-// rotate performs one refresh and persists it, unless a refresh completed since generation seen.
+// rotate replaces the current tokens, unless a refresh completed since generation seen: inside the
+// exclusive section it takes the stored tokens when another process has already replaced the ones
+// this source holds (and they are fresh), and otherwise refreshes with the stored refresh token,
+// which is the latest.
 func (ts *TokenSource) rotate(parent context.Context, seen uint64) error {
 	cur, gen := ts.snapshot()
 	if gen != seen {
@@ -178,20 +226,41 @@ func (ts *TokenSource) rotate(parent context.Context, seen uint64) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), ts.timeout)
 	defer cancel()
-	next, err := ts.app.Refresh(ctx, cur.Refresh)
-	if err != nil {
-		ts.log.LogAttrs(ctx, slog.LevelWarn, "oauth refresh failed", slog.String("kind", string(KindOf(err))))
-		return err
-	}
-	if err := ts.persist(ctx, next); err != nil {
+	var refreshErr error
+	rotated := false
+	next, err := ts.exclusive(ctx, func(ctx context.Context, stored Tokens) (Tokens, bool, error) {
+		if !stored.Access.IsZero() && !stored.Access.Equal(cur.Access) && !ts.stale(stored) {
+			return stored, false, nil
+		}
+		t, err := ts.app.Refresh(ctx, stored.Refresh)
+		if err != nil {
+			refreshErr = err
+			return Tokens{}, false, err
+		}
+		rotated = true
+		return t, true, nil
+	})
+	switch {
+	case refreshErr != nil:
+		ts.log.LogAttrs(ctx, slog.LevelWarn, "oauth refresh failed", slog.String("kind", string(KindOf(refreshErr))))
+		return refreshErr
+	case err != nil && rotated:
 		ts.log.LogAttrs(ctx, slog.LevelError, "persisting rotated oauth tokens failed; new tokens discarded")
 		return &Error{Kind: KindTokenPersist, Op: "oauth.refresh", Detail: "persist rotated tokens; new tokens discarded", Err: err}
+	case err != nil:
+		// The section could not be entered or the stored tokens not read: nothing was rotated, so
+		// a later attempt is safe.
+		return &Error{Kind: KindTokenPersist, Op: "oauth.refresh", Detail: "read stored tokens", Err: err}
 	}
 	ts.mu.Lock()
 	ts.cur = next
 	ts.gen++
 	ts.mu.Unlock()
-	ts.log.LogAttrs(ctx, slog.LevelInfo, "oauth tokens rotated", slog.Time("expiry", next.Expiry))
+	if rotated {
+		ts.log.LogAttrs(ctx, slog.LevelInfo, "oauth tokens rotated", slog.Time("expiry", next.Expiry))
+	} else {
+		ts.log.LogAttrs(ctx, slog.LevelInfo, "oauth tokens taken from storage (refreshed elsewhere)", slog.Time("expiry", next.Expiry))
+	}
 	return nil
 }
 

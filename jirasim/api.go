@@ -111,7 +111,9 @@ type Options struct {
 	AccessTokenTTL time.Duration
 	// AuthCodeTTL is the authorization-code lifetime; 10m when zero.
 	AuthCodeTTL time.Duration
-	// RefreshLeeway is the window in which a rotated refresh token may be reused; 10m when zero.
+	// RefreshLeeway is the window in which a rotated refresh token may be reused; 10m when zero
+	// (Atlassian's current value). Negative means none, as Atlassian may set it: any reuse of a
+	// rotated refresh token revokes the whole grant.
 	RefreshLeeway time.Duration
 	// ExtraSites are additional accessible-resources entries for unrelated sites, so clients
 	// must match the site on its url instead of taking the first entry.

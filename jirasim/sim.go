@@ -72,7 +72,7 @@ func New(opts Options) *Sim {
 	if opts.AuthCodeTTL <= 0 {
 		opts.AuthCodeTTL = 10 * time.Minute
 	}
-	if opts.RefreshLeeway <= 0 {
+	if opts.RefreshLeeway == 0 {
 		opts.RefreshLeeway = 10 * time.Minute
 	}
 	if opts.WebhookTTL <= 0 {

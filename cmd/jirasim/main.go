@@ -40,6 +40,8 @@ func run() error {
 	controlToken := flag.String("control-token", "", "require this X-Sim-Control-Token on /_sim/ requests")
 	searchLag := flag.Duration("search-lag", 0, "eventual-consistency lag of /search/jql and approximate-count (Cloud)")
 	adminEmail := flag.String("email", "admin@example.com", "demo user email (Cloud API token / OAuth consent)")
+	tokenTTL := flag.Duration("access-token-ttl", time.Hour, "OAuth access-token lifetime (expires_in)")
+	leeway := flag.Duration("refresh-leeway", 10*time.Minute, "how long a rotated refresh token may be reused (0: never; any reuse revokes the grant)")
 	flag.Parse()
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -63,7 +65,7 @@ func run() error {
 	}
 	sim := jirasim.New(jirasim.Options{
 		Flavor: fl, BaseURL: url, OAuthClientID: *clientID, OAuthClientSecret: *clientSecret,
-		RandSeed: *seed, Logger: log, ControlToken: *controlToken,
+		RandSeed: *seed, Logger: log, ControlToken: *controlToken, AccessTokenTTL: *tokenTTL, RefreshLeeway: refreshLeeway(*leeway),
 	})
 	defer func() { _ = sim.Close() }()
 	sim.SetSearchLag(*searchLag)
@@ -108,4 +110,12 @@ func run() error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// refreshLeeway maps the flag (0: none) to the simulator's option (negative: none; 0: default).
+func refreshLeeway(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -275,6 +275,19 @@ func (q *Queries) ListConnections(ctx context.Context, pageSize int32) ([]Connec
 	return items, nil
 }
 
+const lockCredentialRefresh = `-- name: LockCredentialRefresh :exec
+SELECT pg_advisory_xact_lock(hashtextextended('jiraconnect.oauth-refresh.' || $1::uuid::text, 0))
+`
+
+// Serializes the OAuth refreshes of one connection across every process (API processes and
+// workers alike) until the transaction ends: Atlassian revokes a whole grant when a rotated refresh
+// token is presented again outside its reuse leeway, which may be zero. An advisory lock, not a row
+// lock, so the refresh's call to the token endpoint does not hold up writes to the connection.
+func (q *Queries) LockCredentialRefresh(ctx context.Context, connectionID uuid.UUID) error {
+	_, err := q.db.Exec(ctx, lockCredentialRefresh, connectionID)
+	return err
+}
+
 const revokeConnection = `-- name: RevokeConnection :one
 UPDATE connections
 SET status = 'revoked', deleted_at = coalesce(deleted_at, now()), sealed_credentials = NULL,

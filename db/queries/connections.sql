@@ -36,6 +36,13 @@ SET sealed_credentials = sqlc.arg(sealed_credentials),
 WHERE id = sqlc.arg(id) AND deleted_at IS NULL
 RETURNING *;
 
+-- name: LockCredentialRefresh :exec
+-- Serializes the OAuth refreshes of one connection across every process (API processes and
+-- workers alike) until the transaction ends: Atlassian revokes a whole grant when a rotated refresh
+-- token is presented again outside its reuse leeway, which may be zero. An advisory lock, not a row
+-- lock, so the refresh's call to the token endpoint does not hold up writes to the connection.
+SELECT pg_advisory_xact_lock(hashtextextended('jiraconnect.oauth-refresh.' || sqlc.arg(connection_id)::uuid::text, 0));
+
 -- name: RotateConnectionCredentials :one
 -- Compare-and-set on credentials_version: a rotated OAuth token pair is stored only if nobody
 -- else stored newer credentials in between.
