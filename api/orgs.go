@@ -1,6 +1,7 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,42 +31,29 @@ func (s *Server) getOrgMe(c echo.Context) error {
 	return c.JSON(http.StatusOK, orgView{ID: org.ID, Name: org.Name, CreatedAt: org.CreatedAt, Role: string(p.Role)})
 }
 
+// apiKeyView is a key as the API shows it: never its secret or hash, except the secret once in
+// the response that created it.
 type apiKeyView struct {
-	ID         uuid.UUID  `json:"id"`
-	Name       string     `json:"name"`
-	Role       string     `json:"role"`
-	Prefix     string     `json:"prefix"`
-	CreatedAt  time.Time  `json:"created_at"`
-	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
-	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	tenancy.KeyInfo
 	// Key is present only in the response that created it.
 	Key string `json:"key,omitempty"`
 }
 
 func (s *Server) listAPIKeys(c echo.Context) error {
-	ctx := c.Request().Context()
-	var out []apiKeyView
-	err := s.deps.DB.InOrg(ctx, principal(c).OrgID, func(q *dbq.Queries) error {
-		rows, err := q.ListAPIKeys(ctx)
-		if err != nil {
-			return err
-		}
-		out = make([]apiKeyView, 0, len(rows))
-		for _, r := range rows {
-			out = append(out, apiKeyView{ID: r.ID, Name: r.Name, Role: r.Role, Prefix: r.Prefix,
-				CreatedAt: r.CreatedAt.UTC(), LastUsedAt: r.LastUsedAt, RevokedAt: r.RevokedAt})
-		}
-		return nil
-	})
+	keys, err := s.deps.Tenancy.ListKeys(c.Request().Context(), principal(c).OrgID)
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusOK, map[string]any{"api_keys": out})
+	return c.JSON(http.StatusOK, map[string]any{"api_keys": keys})
 }
 
+// createAPIKeyRequest: expires_in is a Go duration ("720h"), expires_at an RFC 3339 time; both are
+// strings so that a malformed value is reported under its own name.
 type createAPIKeyRequest struct {
-	Name string `json:"name"`
-	Role string `json:"role"`
+	Name      string  `json:"name"`
+	Role      string  `json:"role"`
+	ExpiresIn *string `json:"expires_in"`
+	ExpiresAt *string `json:"expires_at"`
 }
 
 func (s *Server) createAPIKey(c echo.Context) error {
@@ -73,20 +61,51 @@ func (s *Server) createAPIKey(c echo.Context) error {
 	if err := s.decodeJSON(c, &req); err != nil {
 		return err
 	}
-	req.Name = strings.TrimSpace(req.Name)
-	if req.Name == "" || len(req.Name) > 200 {
-		return errInvalidField("name", "must be 1-200 characters")
-	}
-	role, err := tenancy.ParseRole(req.Role)
+	key, err := s.deps.Tenancy.CreateKey(c.Request().Context(), principal(c).OrgID,
+		tenancy.KeyRequest{Name: req.Name, Role: req.Role, ExpiresIn: req.ExpiresIn, ExpiresAt: req.ExpiresAt}, s.caller(c))
 	if err != nil {
-		return errInvalidField("role", "must be admin, member or auditor")
+		return keyError(err)
 	}
-	key, err := s.deps.Tenancy.CreateKey(c.Request().Context(), principal(c).OrgID, req.Name, role, actor(c))
+	return c.JSON(http.StatusCreated, apiKeyView{KeyInfo: key.KeyInfo, Key: key.Plaintext})
+}
+
+// revokeAPIKey revokes a key of the caller's organization at once. Revoking a revoked key answers
+// the key as it is. The organization's last active admin key needs ?force=true.
+func (s *Server) revokeAPIKey(c echo.Context) error {
+	force, err := queryBool(c, "force")
 	if err != nil {
 		return err
 	}
-	return c.JSON(http.StatusCreated, apiKeyView{ID: key.ID, Name: req.Name, Role: string(role), Prefix: key.Prefix,
-		CreatedAt: time.Now().UTC(), Key: key.Plaintext})
+	id, err := uuid.Parse(c.Param("id"))
+	if err != nil {
+		return errNotFound("api key")
+	}
+	info, _, err := s.deps.Tenancy.RevokeKey(c.Request().Context(), principal(c).OrgID, id, force, s.caller(c))
+	if err != nil {
+		return keyError(err)
+	}
+	return c.JSON(http.StatusOK, apiKeyView{KeyInfo: info})
+}
+
+// caller is the audit identity and address of the request.
+func (s *Server) caller(c echo.Context) tenancy.Caller {
+	return tenancy.Caller{Actor: actor(c), SourceIP: s.clientAddr(c)}
+}
+
+// keyError maps the key lifecycle's errors to API errors.
+func keyError(err error) error {
+	var fe *tenancy.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return errInvalidField(fe.Field, "%s", fe.Message)
+	case errors.Is(err, tenancy.ErrKeyNotFound):
+		return errNotFound("api key")
+	case errors.Is(err, tenancy.ErrLastAdminKey):
+		return &Error{Status: http.StatusConflict, Code: "last_admin_key",
+			Message: "this is the organization's last active admin key: without it nobody can manage keys or connections " +
+				"through the API; create another admin key first, or repeat with ?force=true"}
+	}
+	return err
 }
 
 const (
@@ -132,6 +151,24 @@ func queryInt(c echo.Context, name string, def, min, max int) (int, error) {
 		return 0, errInvalidField(name, "must be an integer between %d and %d", min, max)
 	}
 	return n, nil
+}
+
+// queryBool parses an optional boolean query parameter strictly: absent is false, otherwise it
+// must be given once as exactly "true" or "false".
+func queryBool(c echo.Context, name string) (bool, error) {
+	values, ok := c.QueryParams()[name]
+	if !ok {
+		return false, nil
+	}
+	if len(values) == 1 {
+		switch values[0] {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+	}
+	return false, errInvalidField(name, "must be given once, as true or false")
 }
 
 // queryCursor parses the optional keyset cursor of listings ordered by (created_at, id) desc.

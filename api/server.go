@@ -122,6 +122,7 @@ func New(deps Deps) *Server {
 	v1.GET("/orgs/me", s.getOrgMe, requireRole(tenancy.RoleAuditor))
 	v1.GET("/api-keys", s.listAPIKeys, requireRole(tenancy.RoleAdmin))
 	v1.POST("/api-keys", s.createAPIKey, requireRole(tenancy.RoleAdmin))
+	v1.DELETE("/api-keys/:id", s.revokeAPIKey, requireRole(tenancy.RoleAdmin))
 	v1.GET("/audit-log", s.listAuditLog, requireRole(tenancy.RoleAuditor))
 
 	admin, member, auditor := requireRole(tenancy.RoleAdmin), requireRole(tenancy.RoleMember), requireRole(tenancy.RoleAuditor)

@@ -39,6 +39,7 @@ func Vars() []Var {
 		{"WORKER_WORKFLOW_CACHE_SIZE", "2000", "Connection workflows a worker keeps in memory between their tasks (about 60 KiB each); an evicted one is rebuilt from its history at its next task. 0 turns the cache off."},
 		{"PUBLIC_URL", "http://localhost:8080", "Externally reachable base URL of the API: OAuth redirect and webhook URLs are built from it."},
 		{"API_MAX_BODY_BYTES", "1048576", "Largest accepted request body; larger bodies get 413."},
+		{"API_KEY_MAX_TTL", "", "Longest lifetime of an API key, e.g. 2160h; keys created without an expiry (including `orgs create`'s first admin key) get it, and longer expiries are refused. Empty or 0: keys may never expire."},
 		{"LOG_LEVEL", "info", "debug, info, warn or error."},
 		{"LOG_FORMAT", "json", "json or text."},
 		{"KMS_PROVIDER", "local", "`aws` (AWS KMS) or `local` (a key file; development only)."},
@@ -80,6 +81,8 @@ type Config struct {
 	WorkerAddr      string
 	PublicURL       *url.URL
 	APIMaxBodyBytes int64
+	// APIKeyMaxTTL bounds the lifetime of new API keys; zero means keys may never expire.
+	APIKeyMaxTTL    time.Duration
 	LogLevel        slog.Level
 	LogFormat       string
 	KMSProvider     string
@@ -239,6 +242,11 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if c.KeyCacheTTL, err = time.ParseDuration(get("KEY_CACHE_TTL")); err != nil || c.KeyCacheTTL <= 0 || c.KeyCacheTTL > 24*time.Hour {
 		bad("KEY_CACHE_TTL", get("KEY_CACHE_TTL"), "must be a duration between 1ns and 24h, e.g. 5m")
+	}
+	if v := get("API_KEY_MAX_TTL"); v != "" && v != "0" {
+		if c.APIKeyMaxTTL, err = time.ParseDuration(v); err != nil || c.APIKeyMaxTTL < time.Minute {
+			bad("API_KEY_MAX_TTL", v, "must be empty, 0 (no maximum) or a duration of at least 1m, e.g. 2160h")
+		}
 	}
 	if c.FindingReconcileInterval, err = time.ParseDuration(get("FINDING_RECONCILE_INTERVAL")); err != nil || c.FindingReconcileInterval < time.Second || c.FindingReconcileInterval > 24*time.Hour {
 		bad("FINDING_RECONCILE_INTERVAL", get("FINDING_RECONCILE_INTERVAL"), "must be a duration between 1s and 24h, e.g. 15m")

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func lookupFrom(m map[string]string) func(string) (string, bool) {
@@ -125,5 +128,18 @@ func TestReadmeDocumentsEveryVariable(t *testing.T) {
 		if !strings.Contains(readme, row) {
 			t.Errorf("README.md lacks the row %q", row)
 		}
+	}
+}
+
+func TestAPIKeyMaxTTL(t *testing.T) {
+	for value, want := range map[string]time.Duration{"": 0, "0": 0, "2160h": 2160 * time.Hour, " 90m ": 90 * time.Minute} {
+		c, err := LoadFrom(lookupFrom(map[string]string{"API_KEY_MAX_TTL": value}))
+		require.NoError(t, err, value)
+		assert.Equal(t, want, c.APIKeyMaxTTL, value)
+	}
+	for _, value := range []string{"forever", "30d", "-1h", "30s", "0s"} {
+		_, err := LoadFrom(lookupFrom(map[string]string{"API_KEY_MAX_TTL": value}))
+		require.Error(t, err, value)
+		assert.Contains(t, err.Error(), "API_KEY_MAX_TTL", value)
 	}
 }

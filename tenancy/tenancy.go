@@ -1,13 +1,12 @@
 // Package tenancy owns organizations and their API keys: creating an org (with its data key and
-// first admin key), authenticating bearer keys, and role checks. It also adapts the organizations
-// table to seal.KeyStore.
+// first admin key), the key lifecycle (minting with an optional expiry bounded by the operator's
+// maximum, listing, revocation), authenticating bearer keys, and role checks. The API and the CLI
+// both go through it, so a key is validated and audited the same way whoever asks. It also adapts
+// the organizations table to seal.KeyStore.
 package tenancy
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -56,37 +55,6 @@ func rank(r Role) int {
 	return 0
 }
 
-// keyPrefix marks jiraconnect keys so secret scanners can find leaked ones.
-const keyPrefix = "jck_"
-
-// APIKey is a freshly minted key. Plaintext is shown once and never stored.
-type APIKey struct {
-	ID        uuid.UUID
-	Plaintext string
-	Prefix    string
-	Role      Role
-}
-
-// String never reveals the key.
-func (k APIKey) String() string { return "APIKey(" + k.Prefix + "…)" }
-
-// newKeyMaterial returns a 256-bit random key, its display prefix and its hash.
-func newKeyMaterial() (plaintext, prefix string, hash []byte, err error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", "", nil, fmt.Errorf("generate api key: %w", err)
-	}
-	plaintext = keyPrefix + base64.RawURLEncoding.EncodeToString(b[:])
-	return plaintext, plaintext[:len(keyPrefix)+6], HashKey(plaintext), nil
-}
-
-// HashKey is the stored form of an API key. The key has 256 bits of entropy, so a single SHA-256
-// is enough; a slow password hash would only add latency to every request.
-func HashKey(plaintext string) []byte {
-	h := sha256.Sum256([]byte(plaintext))
-	return h[:]
-}
-
 // Org is an organization as returned to callers.
 type Org struct {
 	ID        uuid.UUID `json:"id"`
@@ -98,6 +66,9 @@ type Org struct {
 type Service struct {
 	DB     *db.DB
 	Sealer *seal.Sealer
+	// MaxKeyTTL is the longest lifetime of an API key (API_KEY_MAX_TTL); a key asked for without
+	// an expiry gets it. Zero allows keys that never expire.
+	MaxKeyTTL time.Duration
 }
 
 // ValidateOrgName checks an organization name.
@@ -112,29 +83,34 @@ func ValidateOrgName(name string) error {
 	return nil
 }
 
-// CreateOrg creates an organization, generates its KMS data key and mints its first admin key.
-// The org row, key row and audit row commit together; the data key is created right after (it is
-// idempotent and can be retried by EnsureOrgKey if that step fails).
+// CreateOrg creates an organization, generates its KMS data key and mints its first admin key
+// (which expires after MaxKeyTTL when that is set). The org row, key row and audit row commit
+// together; the data key is created right after (it is idempotent and can be retried by
+// EnsureOrgKey if that step fails).
 func (s *Service) CreateOrg(ctx context.Context, name string, actor audit.Actor) (Org, APIKey, error) {
 	if err := ValidateOrgName(name); err != nil {
 		return Org{}, APIKey{}, err
 	}
 	name = strings.TrimSpace(name)
+	expiresAt, err := resolveExpiry(time.Now(), nil, nil, s.MaxKeyTTL)
+	if err != nil {
+		return Org{}, APIKey{}, err
+	}
 	orgID := uuid.New()
 	var org Org
 	var key APIKey
-	err := s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+	err = s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
 		row, err := q.CreateOrganization(ctx, dbq.CreateOrganizationParams{ID: orgID, Name: name})
 		if err != nil {
 			return fmt.Errorf("insert organization: %w", err)
 		}
 		org = Org{ID: row.ID, Name: row.Name, CreatedAt: row.CreatedAt.UTC()}
-		key, err = createKey(ctx, q, orgID, "initial admin key", RoleAdmin)
+		key, err = insertKey(ctx, q, orgID, "initial admin key", RoleAdmin, expiresAt, actor)
 		if err != nil {
 			return err
 		}
 		_, err = audit.Record(ctx, q, audit.Entry{OrgID: orgID, Actor: actor, Action: "org.create",
-			TargetType: "organization", TargetID: orgID.String(), Metadata: map[string]any{"name": name, "admin_key_prefix": key.Prefix}})
+			TargetType: "organization", TargetID: orgID.String(), Metadata: map[string]any{"name": name, "admin_key_prefix": key.Prefix, "admin_key_id": key.ID.String()}})
 		return err
 	})
 	if err != nil {
@@ -146,33 +122,6 @@ func (s *Service) CreateOrg(ctx context.Context, name string, actor audit.Actor)
 	return org, key, nil
 }
 
-// CreateKey mints another API key for orgID and audits it.
-func (s *Service) CreateKey(ctx context.Context, orgID uuid.UUID, name string, role Role, actor audit.Actor) (APIKey, error) {
-	var key APIKey
-	err := s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
-		var err error
-		if key, err = createKey(ctx, q, orgID, name, role); err != nil {
-			return err
-		}
-		_, err = audit.Record(ctx, q, audit.Entry{OrgID: orgID, Actor: actor, Action: "api_key.create",
-			TargetType: "api_key", TargetID: key.ID.String(), Metadata: map[string]any{"role": string(role), "prefix": key.Prefix}})
-		return err
-	})
-	return key, err
-}
-
-func createKey(ctx context.Context, q *dbq.Queries, orgID uuid.UUID, name string, role Role) (APIKey, error) {
-	plaintext, prefix, hash, err := newKeyMaterial()
-	if err != nil {
-		return APIKey{}, err
-	}
-	row, err := q.CreateAPIKey(ctx, dbq.CreateAPIKeyParams{OrgID: orgID, Name: name, Role: string(role), Prefix: prefix, KeyHash: hash})
-	if err != nil {
-		return APIKey{}, fmt.Errorf("insert api key: %w", err)
-	}
-	return APIKey{ID: row.ID, Plaintext: plaintext, Prefix: prefix, Role: role}, nil
-}
-
 // Principal is an authenticated caller.
 type Principal struct {
 	OrgID uuid.UUID
@@ -180,11 +129,13 @@ type Principal struct {
 	Role  Role
 }
 
-// ErrUnauthenticated means the key is missing, malformed, unknown or revoked. Callers must not
-// tell these apart in responses.
+// ErrUnauthenticated means the key is missing, malformed, unknown, revoked or expired. Callers
+// must not tell these apart in responses.
 var ErrUnauthenticated = errors.New("invalid or missing API key")
 
-// Authenticate resolves a bearer key.
+// Authenticate resolves a bearer key to an active key's principal. Every call asks the database,
+// which refuses revoked and expired keys; nothing is cached, so a revocation or an expiry applies
+// to the next request on every process.
 func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, error) {
 	if !strings.HasPrefix(bearer, keyPrefix) || len(bearer) > 128 {
 		return Principal{}, ErrUnauthenticated

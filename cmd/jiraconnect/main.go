@@ -1,6 +1,6 @@
-// Command jiraconnect is the production binary: `api`, `worker`, `migrate`, `orgs create` and
-// `version`. It never links the Temporal server (a test checks its dependency list); the dev
-// stack lives in cmd/jiraconnect-dev.
+// Command jiraconnect is the production binary: `api`, `worker`, `migrate`, `orgs create`,
+// `keys list|create|revoke` and `version`. It never links the Temporal server (a test checks its
+// dependency list); the dev stack lives in cmd/jiraconnect-dev.
 package main
 
 import (
@@ -26,6 +26,12 @@ commands:
   worker                 run the Temporal worker (TEMPORAL_TASK_QUEUE) and its ops server (WORKER_ADDR)
   migrate                apply database migrations as DATABASE_OWNER_URL
   orgs create --name N   create an organization and print its first admin API key (shown once)
+  keys list --org ID [--json]
+                         list an organization's API keys (never their secrets)
+  keys create --org ID --name N --role admin|member|auditor [--expires-in 720h | --expires-at RFC3339]
+                         mint an API key and print it (shown once), e.g. to replace a lost admin key
+  keys revoke --org ID --id KEY_ID [--force]
+                         revoke an API key at once (--force for the organization's last admin key)
   version                print the version
 
 Configuration comes from environment variables; see README.md.
@@ -59,7 +65,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
-	case "api", "worker", "migrate", "orgs":
+	case "api", "worker", "migrate", "orgs", "keys":
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
@@ -76,6 +82,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return app.SyncCatalogue(ctx, cfg.DatabaseOwnerURL)
 	case "orgs":
 		return orgsCommand(ctx, cfg, args[1:], stdout, stderr)
+	case "keys":
+		return keysCommand(ctx, cfg, args[1:], stdout, stderr)
 	}
 	core, err := app.NewCore(ctx, cfg, log)
 	if err != nil {

@@ -23,7 +23,8 @@ type AuthenticateAPIKeyRow struct {
 	Role  string
 }
 
-// Runs before the org is known, through the SECURITY DEFINER function.
+// Runs before the org is known, through the SECURITY DEFINER function, which refuses revoked and
+// expired keys.
 func (q *Queries) AuthenticateAPIKey(ctx context.Context, keyHash []byte) (AuthenticateAPIKeyRow, error) {
 	row := q.db.QueryRow(ctx, authenticateAPIKey, keyHash)
 	var i AuthenticateAPIKeyRow
@@ -31,18 +32,35 @@ func (q *Queries) AuthenticateAPIKey(ctx context.Context, keyHash []byte) (Authe
 	return i, err
 }
 
+const countOtherActiveAdminKeys = `-- name: CountOtherActiveAdminKeys :one
+SELECT count(*) FROM api_keys
+WHERE role = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+  AND id <> $1
+`
+
+// Active admin keys of the transaction's org other than except_id.
+func (q *Queries) CountOtherActiveAdminKeys(ctx context.Context, exceptID uuid.UUID) (int64, error) {
+	row := q.db.QueryRow(ctx, countOtherActiveAdminKeys, exceptID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const createAPIKey = `-- name: CreateAPIKey :one
-INSERT INTO api_keys (org_id, name, role, prefix, key_hash)
-VALUES ($1, $2, $3, $4, $5)
-RETURNING id, org_id, name, role, prefix, created_at
+INSERT INTO api_keys (org_id, name, role, prefix, key_hash, expires_at, created_by_type, created_by_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+RETURNING id, org_id, name, role, prefix, created_at, expires_at
 `
 
 type CreateAPIKeyParams struct {
-	OrgID   uuid.UUID
-	Name    string
-	Role    string
-	Prefix  string
-	KeyHash []byte
+	OrgID         uuid.UUID
+	Name          string
+	Role          string
+	Prefix        string
+	KeyHash       []byte
+	ExpiresAt     *time.Time
+	CreatedByType *string
+	CreatedByID   *string
 }
 
 type CreateAPIKeyRow struct {
@@ -52,6 +70,7 @@ type CreateAPIKeyRow struct {
 	Role      string
 	Prefix    string
 	CreatedAt time.Time
+	ExpiresAt *time.Time
 }
 
 func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (CreateAPIKeyRow, error) {
@@ -61,6 +80,9 @@ func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (Cre
 		arg.Role,
 		arg.Prefix,
 		arg.KeyHash,
+		arg.ExpiresAt,
+		arg.CreatedByType,
+		arg.CreatedByID,
 	)
 	var i CreateAPIKeyRow
 	err := row.Scan(
@@ -70,25 +92,85 @@ func (q *Queries) CreateAPIKey(ctx context.Context, arg CreateAPIKeyParams) (Cre
 		&i.Role,
 		&i.Prefix,
 		&i.CreatedAt,
+		&i.ExpiresAt,
+	)
+	return i, err
+}
+
+const getAPIKeyForUpdate = `-- name: GetAPIKeyForUpdate :one
+SELECT id, name, role, prefix, created_at, last_used_at, expires_at, revoked_at,
+       created_by_type, created_by_id, revoked_by_type, revoked_by_id,
+       (CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+             WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'expired'
+             ELSE 'active' END)::text AS state
+FROM api_keys WHERE id = $1
+FOR UPDATE
+`
+
+type GetAPIKeyForUpdateRow struct {
+	ID            uuid.UUID
+	Name          string
+	Role          string
+	Prefix        string
+	CreatedAt     time.Time
+	LastUsedAt    *time.Time
+	ExpiresAt     *time.Time
+	RevokedAt     *time.Time
+	CreatedByType *string
+	CreatedByID   *string
+	RevokedByType *string
+	RevokedByID   *string
+	State         string
+}
+
+// Locks the key for the revoking transaction.
+func (q *Queries) GetAPIKeyForUpdate(ctx context.Context, id uuid.UUID) (GetAPIKeyForUpdateRow, error) {
+	row := q.db.QueryRow(ctx, getAPIKeyForUpdate, id)
+	var i GetAPIKeyForUpdateRow
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.Role,
+		&i.Prefix,
+		&i.CreatedAt,
+		&i.LastUsedAt,
+		&i.ExpiresAt,
+		&i.RevokedAt,
+		&i.CreatedByType,
+		&i.CreatedByID,
+		&i.RevokedByType,
+		&i.RevokedByID,
+		&i.State,
 	)
 	return i, err
 }
 
 const listAPIKeys = `-- name: ListAPIKeys :many
-SELECT id, name, role, prefix, created_at, last_used_at, revoked_at
+SELECT id, name, role, prefix, created_at, last_used_at, expires_at, revoked_at,
+       created_by_type, created_by_id, revoked_by_type, revoked_by_id,
+       (CASE WHEN revoked_at IS NOT NULL THEN 'revoked'
+             WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'expired'
+             ELSE 'active' END)::text AS state
 FROM api_keys ORDER BY created_at DESC, id
 `
 
 type ListAPIKeysRow struct {
-	ID         uuid.UUID
-	Name       string
-	Role       string
-	Prefix     string
-	CreatedAt  time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID            uuid.UUID
+	Name          string
+	Role          string
+	Prefix        string
+	CreatedAt     time.Time
+	LastUsedAt    *time.Time
+	ExpiresAt     *time.Time
+	RevokedAt     *time.Time
+	CreatedByType *string
+	CreatedByID   *string
+	RevokedByType *string
+	RevokedByID   *string
+	State         string
 }
 
+// state is derived with the database's clock, the one authentication compares expires_at with.
 func (q *Queries) ListAPIKeys(ctx context.Context) ([]ListAPIKeysRow, error) {
 	rows, err := q.db.Query(ctx, listAPIKeys)
 	if err != nil {
@@ -105,7 +187,13 @@ func (q *Queries) ListAPIKeys(ctx context.Context) ([]ListAPIKeysRow, error) {
 			&i.Prefix,
 			&i.CreatedAt,
 			&i.LastUsedAt,
+			&i.ExpiresAt,
 			&i.RevokedAt,
+			&i.CreatedByType,
+			&i.CreatedByID,
+			&i.RevokedByType,
+			&i.RevokedByID,
+			&i.State,
 		); err != nil {
 			return nil, err
 		}
@@ -115,4 +203,25 @@ func (q *Queries) ListAPIKeys(ctx context.Context) ([]ListAPIKeysRow, error) {
 		return nil, err
 	}
 	return items, nil
+}
+
+const revokeAPIKey = `-- name: RevokeAPIKey :one
+UPDATE api_keys
+SET revoked_at = now(), revoked_by_type = $1::text, revoked_by_id = $2::text
+WHERE id = $3 AND revoked_at IS NULL
+RETURNING revoked_at::timestamptz AS revoked_at
+`
+
+type RevokeAPIKeyParams struct {
+	RevokedByType string
+	RevokedByID   string
+	ID            uuid.UUID
+}
+
+// Revocation happens once: a revoked key is never updated again (the guard trigger enforces it).
+func (q *Queries) RevokeAPIKey(ctx context.Context, arg RevokeAPIKeyParams) (time.Time, error) {
+	row := q.db.QueryRow(ctx, revokeAPIKey, arg.RevokedByType, arg.RevokedByID, arg.ID)
+	var revoked_at time.Time
+	err := row.Scan(&revoked_at)
+	return revoked_at, err
 }

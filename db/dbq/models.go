@@ -24,15 +24,20 @@ type Alert struct {
 }
 
 type ApiKey struct {
-	ID         uuid.UUID
-	OrgID      uuid.UUID
-	Name       string
-	Role       string
-	Prefix     string
-	KeyHash    []byte
-	CreatedAt  time.Time
-	LastUsedAt *time.Time
-	RevokedAt  *time.Time
+	ID            uuid.UUID
+	OrgID         uuid.UUID
+	Name          string
+	Role          string
+	Prefix        string
+	KeyHash       []byte
+	CreatedAt     time.Time
+	LastUsedAt    *time.Time
+	RevokedAt     *time.Time
+	ExpiresAt     *time.Time
+	CreatedByType *string
+	CreatedByID   *string
+	RevokedByType *string
+	RevokedByID   *string
 }
 
 type Assessment struct {

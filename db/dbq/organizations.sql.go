@@ -103,6 +103,18 @@ func (q *Queries) ListOrganizationIDs(ctx context.Context) ([]uuid.UUID, error) 
 	return items, nil
 }
 
+const lockOrganization = `-- name: LockOrganization :one
+SELECT id FROM organizations WHERE id = $1 FOR NO KEY UPDATE
+`
+
+// Serializes changes that must see the org's keys as a whole (revoking its last admin key). NO KEY
+// UPDATE does not block the foreign-key checks of inserts referencing the org.
+func (q *Queries) LockOrganization(ctx context.Context, id uuid.UUID) (uuid.UUID, error) {
+	row := q.db.QueryRow(ctx, lockOrganization, id)
+	err := row.Scan(&id)
+	return id, err
+}
+
 const setOrgDataKeyIfAbsent = `-- name: SetOrgDataKeyIfAbsent :one
 UPDATE organizations
 SET wrapped_data_key = CASE WHEN wrapped_data_key IS NULL THEN $1::bytea ELSE wrapped_data_key END,

@@ -21,3 +21,8 @@ RETURNING wrapped_data_key, data_key_id, data_key_version;
 
 -- name: ListOrganizationIDs :many
 SELECT app_org_ids()::uuid AS id;
+
+-- name: LockOrganization :one
+-- Serializes changes that must see the org's keys as a whole (revoking its last admin key). NO KEY
+-- UPDATE does not block the foreign-key checks of inserts referencing the org.
+SELECT id FROM organizations WHERE id = $1 FOR NO KEY UPDATE;
