@@ -56,8 +56,8 @@ type TokenSource struct {
 	app       *OAuthApp
 	exclusive ExclusiveFunc
 	before    time.Duration
-	timeout time.Duration
-	log     *slog.Logger
+	timeout   time.Duration
+	log       *slog.Logger
 
 	group singleflight.Group
 
