@@ -270,6 +270,7 @@ func TestSecuritySuite(t *testing.T) {
 	rep := &securityReport{}
 	s.runProbes(rep, o.id, hostileInputProbes(o.key, conn, "/v1/findings/"+f.str("id"), sim.URL, dcSim.URL, token, pat))
 	s.approvalRaces(rep, o, c.id)
+	s.keyProbes(rep, o)
 
 	table, ok := rep.table()
 	t.Logf("security suite:\n%s", table)
@@ -447,4 +448,44 @@ func anyStrings(v any) []string {
 		out = append(out, s)
 	}
 	return out
+}
+
+// keyProbes: a revoked key is refused at its very next request, an expired one once its expiry
+// passes, the last admin key is not revoked by accident, and none of these refusals writes.
+func (s *stack) keyProbes(rep *securityReport, o org) {
+	const g = "API key lifecycle (§2)"
+	member := s.mustCall("POST", "/v1/api-keys", o.key, map[string]any{"name": "ci", "role": "member"}, http.StatusCreated)
+	memberKey, memberID := member.str("key"), member.str("id")
+	s.addSecret(memberKey)
+	s.mustCall("GET", "/v1/findings", memberKey, nil, http.StatusOK)
+	s.mustCall("DELETE", "/v1/api-keys/"+memberID, o.key, nil, http.StatusOK)
+	short := s.mustCall("POST", "/v1/api-keys", o.key, map[string]any{"name": "short-lived", "role": "auditor", "expires_in": "1s"}, http.StatusCreated)
+	s.addSecret(short.str("key"))
+	time.Sleep(1500 * time.Millisecond)
+
+	var admins []string
+	keys := s.mustCall("GET", "/v1/api-keys", o.key, nil, http.StatusOK)
+	list, _ := keys.body["api_keys"].([]any)
+	for _, k := range list {
+		m, _ := k.(map[string]any)
+		if m["role"] == "admin" && m["state"] == "active" {
+			admins = append(admins, fmt.Sprint(m["id"]))
+		}
+	}
+	if len(admins) != 1 {
+		s.t.Fatalf("want one active admin key, have %v", admins)
+	}
+	s.quiesce(o.id)
+	s.runProbes(rep, o.id, []probe{
+		{group: g, name: "revoked key, at once", method: "GET", path: "/v1/findings", key: memberKey, status: http.StatusUnauthorized},
+		{group: g, name: "revoked key, writing", method: "POST", path: "/v1/findings", key: memberKey,
+			body: `{"external_id":"k-1","title":"a","severity":"high","status":"open"}`, status: http.StatusUnauthorized},
+		{group: g, name: "expired key", method: "GET", path: "/v1/findings", key: short.str("key"), status: http.StatusUnauthorized},
+		{group: g, name: "revoking the last admin key without force", method: "DELETE", path: "/v1/api-keys/" + admins[0], key: o.key, status: http.StatusConflict},
+		{group: g, name: "force that is not a boolean", method: "DELETE", path: "/v1/api-keys/" + admins[0] + "?force=yes", key: o.key, status: http.StatusBadRequest, field: "force"},
+		{group: g, name: "expiry in the past", method: "POST", path: "/v1/api-keys", key: o.key,
+			body: `{"name":"x","role":"member","expires_at":"2020-01-01T00:00:00Z"}`, status: http.StatusBadRequest, field: "expires_at"},
+		{group: g, name: "both expiry forms", method: "POST", path: "/v1/api-keys", key: o.key,
+			body: `{"name":"x","role":"member","expires_in":"1h","expires_at":"2099-01-01T00:00:00Z"}`, status: http.StatusBadRequest, field: "expires_at"},
+	})
 }
