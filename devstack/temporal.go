@@ -6,6 +6,7 @@ package devstack
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -86,7 +87,7 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		return nil, fmt.Errorf("register namespace %s: %w", opts.Namespace, err)
 	}
 
-	ports, err := freePorts(opts.IP, 8)
+	ports, err := servicePorts(opts.DataDir, opts.IP, 8)
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +175,53 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 
 // Stop shuts the server down.
 func (t *Temporal) Stop() error { return t.server.Stop() }
+
+// servicePorts returns the ports of the server's internal services (metrics, membership and the
+// gRPC ports other than the frontend's): the ones this data directory used last time when they are
+// all free, otherwise n new free ones, which are remembered for next time.
+//
+// Keeping them stable is what makes a restart fast. The single node's membership records in the
+// SQLite store outlive it by their TTL; with new ports on every start, ringpop tried to join the
+// previous run's addresses, gave up only after its 30 s maximum join duration, and until then
+// history and matching answered "Not enough hosts": the first workflow update after a restart took
+// about 45 s although /readyz said ready. With the same ports, the recorded addresses are its own.
+func servicePorts(dataDir, ip string, n int) ([]int, error) {
+	path := filepath.Join(dataDir, servicePortsFile)
+	var saved []int
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &saved) == nil && len(saved) == n && portsFree(ip, saved) {
+		return saved, nil
+	}
+	ports, err := freePorts(ip, n)
+	if err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(ports)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("remember temporal service ports: %w", err)
+	}
+	return ports, nil
+}
+
+// servicePortsFile, in the data directory, holds the internal service ports of the last start.
+const servicePortsFile = "temporal-ports.json"
+
+// portsFree reports whether every port can be bound on ip right now.
+func portsFree(ip string, ports []int) bool {
+	for _, p := range ports {
+		if p <= 0 || p > 65535 {
+			return false
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		if err != nil {
+			return false
+		}
+		_ = l.Close()
+	}
+	return true
+}
 
 // freePorts reserves n distinct free TCP ports on ip. They are released before the server binds
 // them, which is a benign race on a developer machine.
