@@ -45,9 +45,11 @@ type Core struct {
 	Activities  *activities.Activities
 }
 
-// NewCore opens the database and the key provider.
+// NewCore opens the database (logged in as the application role: db.Open refuses a privileged
+// login) and the key provider.
 func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Core, error) {
-	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{AppRole: cfg.DatabaseAppRole, MaxConns: cfg.DatabaseMaxConns})
+	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DatabaseMaxConns,
+		AllowPrivilegedLogin: cfg.DatabaseAllowPrivilegedLogin, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -101,7 +101,8 @@ func StartStack(ctx context.Context, b *Bench, opts StackOptions) (_ *Stack, err
 	}
 	clientID, secret := s.Sim.OAuthClient()
 	s.env = map[string]string{
-		"DATABASE_URL":             s.DB.OwnerURL,
+		"DATABASE_URL":             s.DB.AppURL,
+		"DATABASE_OWNER_URL":       s.DB.OwnerURL,
 		"API_ADDR":                 apiAddr,
 		"OPS_ADDR":                 opsAddr,
 		"WORKER_ADDR":              workerAddr,

@@ -26,9 +26,9 @@ type Var struct {
 // and used by Load. Keeping both in one place stops documentation and behaviour drifting apart.
 func Vars() []Var {
 	return []Var{
-		{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/jiraconnect?sslmode=disable", "Postgres URL used by every process. Sessions switch to DATABASE_APP_ROLE, so row-level security applies even if this names a superuser."},
-		{"DATABASE_OWNER_URL", "(DATABASE_URL)", "Postgres URL of the schema owner, used only by `migrate` and the dev stack."},
-		{"DATABASE_APP_ROLE", "jiraconnect_app", "Role (created by the migrations, without BYPASSRLS) that application sessions run as."},
+		{"DATABASE_URL", "postgres://jiraconnect_app@127.0.0.1:5432/jiraconnect?sslmode=disable", "Postgres URL `api`, `worker` and `orgs create` log in with: the application role `jiraconnect_app` (or a member of it). They refuse to start if this login is a superuser, has BYPASSRLS, CREATEROLE or REPLICATION, owns the database or anything in it, or is a member of a role that does (see Database roles)."},
+		{"DATABASE_OWNER_URL", "postgres://postgres@127.0.0.1:5432/jiraconnect?sslmode=disable", "Postgres URL of the schema owner, used only by `migrate` (and by the dev stack, which also derives DATABASE_URL from it)."},
+		{"DATABASE_ALLOW_PRIVILEGED_LOGIN", "false", "Development only: accept a DATABASE_URL login that the check above refuses and switch its sessions to `jiraconnect_app` with SET ROLE, which any SQL reaching a session can undo. Logged as a warning; nothing in this repository needs it."},
 		{"DATABASE_MAX_CONNS", "10", "Connection pool size per process."},
 		{"TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port."},
 		{"TEMPORAL_NAMESPACE", "default", "Temporal namespace."},
@@ -63,8 +63,9 @@ func Vars() []Var {
 type Config struct {
 	DatabaseURL      string
 	DatabaseOwnerURL string
-	DatabaseAppRole  string
-	DatabaseMaxConns int32
+	// DatabaseAllowPrivilegedLogin is the development-only override of db.Open's login check.
+	DatabaseAllowPrivilegedLogin bool
+	DatabaseMaxConns             int32
 	// WorkerWorkflowCacheSize bounds the worker's sticky workflow cache: connection workflows are
 	// idle for a day between syncs, and the SDK's default (10,000 cached executions) makes a large
 	// fleet cost most of its memory in workflows that will not run for hours.
@@ -148,7 +149,7 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 
 	c := &Config{
 		DatabaseURL:       get("DATABASE_URL"),
-		DatabaseAppRole:   get("DATABASE_APP_ROLE"),
+		DatabaseOwnerURL:  get("DATABASE_OWNER_URL"),
 		TemporalAddress:   get("TEMPORAL_ADDRESS"),
 		TemporalNamespace: get("TEMPORAL_NAMESPACE"),
 		TaskQueue:         get("TEMPORAL_TASK_QUEUE"),
@@ -165,10 +166,6 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 		JiraOAuthClientID:     get("JIRA_OAUTH_CLIENT_ID"),
 		JiraOAuthClientSecret: Secret(get("JIRA_OAUTH_CLIENT_SECRET")),
 	}
-	c.DatabaseOwnerURL = get("DATABASE_OWNER_URL")
-	if c.DatabaseOwnerURL == "(DATABASE_URL)" {
-		c.DatabaseOwnerURL = c.DatabaseURL
-	}
 	for _, name := range []string{"DATABASE_URL", "DATABASE_OWNER_URL"} {
 		v := c.DatabaseURL
 		if name == "DATABASE_OWNER_URL" {
@@ -178,6 +175,11 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 			// The value may carry a password: name the variable, not the value.
 			errs = append(errs, fmt.Errorf("%s: must be a postgres:// URL", name))
 		}
+	}
+	if v, err := strconv.ParseBool(get("DATABASE_ALLOW_PRIVILEGED_LOGIN")); err != nil {
+		bad("DATABASE_ALLOW_PRIVILEGED_LOGIN", get("DATABASE_ALLOW_PRIVILEGED_LOGIN"), "must be true or false")
+	} else {
+		c.DatabaseAllowPrivilegedLogin = v
 	}
 	if n, err := strconv.ParseInt(get("DATABASE_MAX_CONNS"), 10, 32); err != nil || n < 1 || n > 1000 {
 		bad("DATABASE_MAX_CONNS", get("DATABASE_MAX_CONNS"), "must be an integer between 1 and 1000")

@@ -21,8 +21,10 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.DatabaseURL != "postgres://postgres@127.0.0.1:5432/jiraconnect?sslmode=disable" || c.DatabaseOwnerURL != c.DatabaseURL {
-		t.Errorf("database urls: %q %q", c.DatabaseURL, c.DatabaseOwnerURL)
+	// The application logs in as its own role, the owner only runs migrations.
+	if c.DatabaseURL != "postgres://jiraconnect_app@127.0.0.1:5432/jiraconnect?sslmode=disable" ||
+		c.DatabaseOwnerURL != "postgres://postgres@127.0.0.1:5432/jiraconnect?sslmode=disable" || c.DatabaseAllowPrivilegedLogin {
+		t.Errorf("database: %q %q %t", c.DatabaseURL, c.DatabaseOwnerURL, c.DatabaseAllowPrivilegedLogin)
 	}
 	if c.TaskQueue != "jira-connections" || c.TemporalAddress != "127.0.0.1:7233" || c.APIAddr != ":8080" {
 		t.Errorf("temporal/api defaults: %+v", c)
@@ -45,20 +47,22 @@ func TestDefaults(t *testing.T) {
 
 func TestBadValuesNameTheVariable(t *testing.T) {
 	cases := map[string]string{
-		"DATABASE_URL":               "mysql://x",
-		"DATABASE_MAX_CONNS":         "0",
-		"WORKER_WORKFLOW_CACHE_SIZE": "-1",
-		"TEMPORAL_ADDRESS":           "no-port",
-		"API_ADDR":                   ":99999",
-		"PUBLIC_URL":                 "ftp://x",
-		"API_MAX_BODY_BYTES":         "12",
-		"LOG_LEVEL":                  "loud",
-		"LOG_FORMAT":                 "xml",
-		"KMS_PROVIDER":               "vault",
-		"KEY_CACHE_TTL":              "forever",
-		"WEBHOOK_ALLOWED_CIDRS":      "10.0.0.0/33",
-		"TRUSTED_PROXIES":            "not-an-ip",
-		"JIRA_AUTH_URL":              "https://auth.example.com/?x=1",
+		"DATABASE_URL":                    "mysql://x",
+		"DATABASE_OWNER_URL":              "not a url",
+		"DATABASE_ALLOW_PRIVILEGED_LOGIN": "yes please",
+		"DATABASE_MAX_CONNS":              "0",
+		"WORKER_WORKFLOW_CACHE_SIZE":      "-1",
+		"TEMPORAL_ADDRESS":                "no-port",
+		"API_ADDR":                        ":99999",
+		"PUBLIC_URL":                      "ftp://x",
+		"API_MAX_BODY_BYTES":              "12",
+		"LOG_LEVEL":                       "loud",
+		"LOG_FORMAT":                      "xml",
+		"KMS_PROVIDER":                    "vault",
+		"KEY_CACHE_TTL":                   "forever",
+		"WEBHOOK_ALLOWED_CIDRS":           "10.0.0.0/33",
+		"TRUSTED_PROXIES":                 "not-an-ip",
+		"JIRA_AUTH_URL":                   "https://auth.example.com/?x=1",
 	}
 	for name, value := range cases {
 		_, err := LoadFrom(lookupFrom(map[string]string{name: value}))
@@ -96,9 +100,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		t.Fatal("Reveal does not return the secret")
 	}
 	// A database password in a bad URL is not echoed.
-	_, err = LoadFrom(lookupFrom(map[string]string{"DATABASE_URL": "mysql://u:hunter2@h/db"}))
-	if err == nil || strings.Contains(err.Error(), "hunter2") {
-		t.Fatalf("database password echoed: %v", err)
+	for _, name := range []string{"DATABASE_URL", "DATABASE_OWNER_URL"} {
+		_, err = LoadFrom(lookupFrom(map[string]string{name: "mysql://u:hunter2@h/db"}))
+		if err == nil || !strings.Contains(err.Error(), name) || strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("%s: database password echoed or variable not named: %v", name, err)
+		}
 	}
 }
 

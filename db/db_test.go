@@ -151,8 +151,8 @@ func TestAppRoleCannotBypass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if user != db.DefaultAppRole || super || bypass {
-		t.Fatalf("sessions run as %s (super=%t bypassrls=%t), want %s without bypass", user, super, bypass, db.DefaultAppRole)
+	if user != db.AppRole || super || bypass {
+		t.Fatalf("sessions run as %s (super=%t bypassrls=%t), want %s without bypass", user, super, bypass, db.AppRole)
 	}
 }
 

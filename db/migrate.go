@@ -123,3 +123,45 @@ func DropDatabase(ctx context.Context, dbURL string) error {
 	}
 	return nil
 }
+
+// AppLoginURL is ownerURL with the application role as its user and no password: the URL the dev
+// stack and the tests log the application in with, on a local Postgres that trusts connections
+// from the machine. Production gives the role a password and DATABASE_URL names it.
+func AppLoginURL(ownerURL string) (string, error) {
+	u, err := url.Parse(ownerURL)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("application login URL: the owner URL must be a postgres:// URL")
+	}
+	u.User = url.User(AppRole)
+	return u.String(), nil
+}
+
+// EnableAppLogin lets the application role log in (ALTER ROLE … LOGIN), connecting as the owner
+// at ownerURL after the migrations created the role. The migrations leave LOGIN to the operator,
+// who creates the role with a password in production; the dev stack and the tests, whose owner is
+// the local superuser, use this instead. Roles are cluster-wide, so concurrent callers may race:
+// only a login the role still lacks afterwards is an error.
+func EnableAppLogin(ctx context.Context, ownerURL string) error {
+	conn, err := pgx.Connect(ctx, ownerURL)
+	if err != nil {
+		return fmt.Errorf("enable login of %s: %w", AppRole, redactConnectError(err))
+	}
+	defer conn.Close(ctx)
+	canLogin := func() (bool, error) {
+		var ok bool
+		err := conn.QueryRow(ctx, `SELECT rolcanlogin FROM pg_roles WHERE rolname = $1`, AppRole).Scan(&ok)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, fmt.Errorf("enable login of %s: the role does not exist; apply the migrations first", AppRole)
+		}
+		return ok, err
+	}
+	ok, err := canLogin()
+	if err != nil || ok {
+		return err
+	}
+	_, alterErr := conn.Exec(ctx, "ALTER ROLE "+pgx.Identifier{AppRole}.Sanitize()+" LOGIN")
+	if ok, err := canLogin(); err != nil || ok {
+		return err
+	}
+	return fmt.Errorf("enable login of %s (ALTER ROLE %s LOGIN as a superuser or a role with CREATEROLE): %w", AppRole, AppRole, alterErr)
+}

@@ -20,6 +20,7 @@ type compose struct {
 		Command     []string       `yaml:"command"`
 		Environment map[string]any `yaml:"environment"`
 		Ports       []string       `yaml:"ports"`
+		Volumes     []string       `yaml:"volumes"`
 		DependsOn   map[string]struct {
 			Condition string `yaml:"condition"`
 		} `yaml:"depends_on"`
@@ -58,6 +59,12 @@ func TestComposeWiring(t *testing.T) {
 		u, err := url.Parse(dbURL)
 		if err != nil || u.Hostname() != "postgres" {
 			t.Errorf("%s DATABASE_URL %q does not point at the postgres service", name, dbURL)
+		} else if u.User.Username() != "jiraconnect_app" {
+			t.Errorf("%s logs in as %q, want the application role jiraconnect_app", name, u.User.Username())
+		}
+		_, hasOwner := s.Environment["DATABASE_OWNER_URL"]
+		if hasOwner != (name == "migrate") {
+			t.Errorf("%s: DATABASE_OWNER_URL set=%t; only the migrate job may know the owner's login", name, hasOwner)
 		}
 		if s.Environment["TEMPORAL_ADDRESS"] != "temporal:7233" {
 			t.Errorf("%s TEMPORAL_ADDRESS = %v", name, s.Environment["TEMPORAL_ADDRESS"])
@@ -77,6 +84,7 @@ func TestComposeWiring(t *testing.T) {
 	if c.Services["temporal-ui"].Environment["TEMPORAL_ADDRESS"] != "temporal:7233" {
 		t.Error("temporal ui does not point at the temporal service")
 	}
+	checkDatabaseRoles(t, c)
 	if c.Services["migrate"].Build == nil {
 		t.Error("the jiraconnect image is never built")
 	}
@@ -93,4 +101,44 @@ func hasPort(ports []string, p string) bool {
 		}
 	}
 	return false
+}
+
+// checkDatabaseRoles: Postgres creates the two roles on first start (deploy/postgres-roles.sql),
+// the application role without any privilege that could bypass row-level security, and the
+// URLs log in with the passwords given there.
+func checkDatabaseRoles(t *testing.T, c compose) {
+	t.Helper()
+	const script = "./deploy/postgres-roles.sql"
+	mounted := false
+	for _, v := range c.Services["postgres"].Volumes {
+		mounted = mounted || strings.HasPrefix(v, script+":/docker-entrypoint-initdb.d/")
+	}
+	if !mounted {
+		t.Errorf("the postgres service does not run %s at initialisation", script)
+	}
+	raw, err := os.ReadFile("postgres-roles.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql := strings.Join(strings.Fields(string(raw)), " ")
+	for _, want := range []string{
+		"CREATE ROLE jiraconnect_app LOGIN PASSWORD 'jiraconnect_app' NOSUPERUSER NOBYPASSRLS NOCREATEROLE NOCREATEDB NOREPLICATION;",
+		"CREATE ROLE jiraconnect_owner LOGIN PASSWORD 'jiraconnect_owner' NOSUPERUSER NOBYPASSRLS",
+		"ALTER DATABASE jiraconnect OWNER TO jiraconnect_owner;",
+	} {
+		if !strings.Contains(sql, want) {
+			t.Errorf("%s lacks %q", script, want)
+		}
+	}
+	for name, role := range map[string]string{"DATABASE_URL": "jiraconnect_app", "DATABASE_OWNER_URL": "jiraconnect_owner"} {
+		raw, _ := c.Services["migrate"].Environment[name].(string)
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Errorf("migrate %s: %v", name, err)
+			continue
+		}
+		if pw, _ := u.User.Password(); u.User.Username() != role || pw != role {
+			t.Errorf("migrate %s logs in as %q, want %s with the password of %s", name, u.User.Username(), role, script)
+		}
+	}
 }

@@ -54,7 +54,8 @@ func TestFoundationEndToEnd(t *testing.T) {
 	ts := temporaltest.NewServer(temporaltest.WithT(t))
 	apiAddr, opsAddr, workerAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	env := map[string]string{
-		"DATABASE_URL":       testDB.OwnerURL,
+		"DATABASE_URL":       testDB.AppURL,
+		"DATABASE_OWNER_URL": testDB.OwnerURL,
 		"TEMPORAL_ADDRESS":   ts.GetFrontendHostPort(),
 		"TEMPORAL_NAMESPACE": ts.GetDefaultNamespace(),
 		"API_ADDR":           apiAddr,
@@ -123,6 +124,12 @@ func TestFoundationEndToEnd(t *testing.T) {
 	code, body := get(t, "http://"+workerAddr+"/metrics", "")
 	if code != 200 || !strings.Contains(body, "temporal_") {
 		t.Fatalf("worker metrics lack temporal sdk series: %d %.500s", code, body)
+	}
+	// The API and the worker log in as the application role itself, so no RESET ROLE in one of
+	// their sessions can leave it.
+	var login string
+	if err := core.DB.Pool.QueryRow(ctx, `SELECT session_user`).Scan(&login); err != nil || login != "jiraconnect_app" {
+		t.Fatalf("the processes log in as %q (%v), want jiraconnect_app", login, err)
 	}
 	// The control catalogue was synchronised.
 	var controls int

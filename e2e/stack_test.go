@@ -72,7 +72,8 @@ func newStackWith(t *testing.T, extra map[string]string) *stack {
 	apiAddr, opsAddr, workerAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	clientID, secret := cloud.OAuthClient()
 	env := map[string]string{
-		"DATABASE_URL":             testDB.OwnerURL,
+		"DATABASE_URL":             testDB.AppURL,
+		"DATABASE_OWNER_URL":       testDB.OwnerURL,
 		"TEMPORAL_ADDRESS":         ts.GetFrontendHostPort(),
 		"TEMPORAL_NAMESPACE":       ts.GetDefaultNamespace(),
 		"API_ADDR":                 apiAddr,

@@ -7,7 +7,8 @@
 // (`jirasim`, driven through their /_sim/ control API) and a fresh Postgres database shared by the
 // package (db/dbtest). The API and the worker reach Postgres through TCP proxies inside the test
 // process, which can stall or cut every connection without touching the machine's shared Postgres
-// server. TestMain builds the three binaries once.
+// server. As in production, they (and `jiraconnect orgs create`) log in as the application role
+// and `jiraconnect migrate` as the schema owner. TestMain builds the three binaries once.
 //
 // What the tests prove, each under its fault:
 //

@@ -79,7 +79,7 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	// The schema is migrated by dbtest; `jiraconnect migrate` (as a release would run it) also
 	// loads the control catalogue. Once per package.
 	migrateOnce.Do(func() {
-		migrateErr = s.runJiraconnect(map[string]string{"DATABASE_OWNER_URL": testDB.OwnerURL, "DATABASE_URL": testDB.OwnerURL}, "migrate")
+		migrateErr = s.runJiraconnect(map[string]string{"DATABASE_OWNER_URL": testDB.OwnerURL, "DATABASE_URL": testDB.AppURL}, "migrate")
 	})
 	if migrateErr != nil {
 		t.Fatalf("jiraconnect migrate: %v", migrateErr)
@@ -272,10 +272,11 @@ type org struct {
 
 var orgLine = regexp.MustCompile(`organization: .* \(([0-9a-f-]{36})\)\nadmin API key \(shown once, store it now\): (\S+)`)
 
-// newOrg creates an organization with `jiraconnect orgs create`, as an operator would.
+// newOrg creates an organization with `jiraconnect orgs create`, as an operator would (logged in
+// as the application role, like the API and the worker).
 func (s *stack) newOrg(name string) org {
 	s.t.Helper()
-	out, err := s.outputJiraconnect(s.envWith("DATABASE_URL", testDB.OwnerURL), "orgs", "create", "--name", name)
+	out, err := s.outputJiraconnect(s.envWith("DATABASE_URL", testDB.AppURL), "orgs", "create", "--name", name)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -575,9 +576,9 @@ func pgHostPort(t *testing.T) string {
 	return host
 }
 
-// viaProxy is the test database's URL with the proxy as the server.
+// viaProxy is the application's login URL of the test database with the proxy as the server.
 func viaProxy(t *testing.T, p *pgProxy) string {
-	u, err := url.Parse(testDB.OwnerURL)
+	u, err := url.Parse(testDB.AppURL)
 	if err != nil {
 		t.Fatal(err)
 	}

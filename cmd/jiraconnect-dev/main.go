@@ -86,13 +86,22 @@ func run(ctx context.Context, args []string) error {
 		}
 		defer sim.Stop()
 		clientID, secret := sim.OAuthClient()
-		defaults["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/jiraconnect_demo?sslmode=disable"
 		defaults["JIRA_OAUTH_CLIENT_ID"] = clientID
 		defaults["JIRA_OAUTH_CLIENT_SECRET"] = secret
 		defaults["JIRA_AUTH_URL"] = sim.URL
 		defaults["JIRA_API_URL"] = sim.URL
 	}
+	ownerURL, appURL, err := databaseURLs(os.LookupEnv, *demo)
+	if err != nil {
+		return err
+	}
 	cfg, err := config.LoadFrom(func(name string) (string, bool) {
+		switch name {
+		case "DATABASE_OWNER_URL":
+			return ownerURL, true
+		case "DATABASE_URL":
+			return appURL, true
+		}
 		if v, ok := os.LookupEnv(name); ok {
 			return v, true
 		}
@@ -107,19 +116,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-
-	if *demo {
-		if err := db.DropDatabase(ctx, cfg.DatabaseOwnerURL); err != nil {
-			return err
-		}
-	}
-	if err := db.EnsureDatabase(ctx, cfg.DatabaseOwnerURL); err != nil {
-		return err
-	}
-	if err := db.Migrate(ctx, cfg.DatabaseOwnerURL, log); err != nil {
-		return err
-	}
-	if err := app.SyncCatalogue(ctx, cfg.DatabaseOwnerURL); err != nil {
+	if err := prepareDatabase(ctx, cfg.DatabaseOwnerURL, *demo, log); err != nil {
 		return err
 	}
 
@@ -166,13 +163,13 @@ jiraconnect dev stack is up (%s)
   API            http://localhost%s   (try: curl localhost%s/readyz)
   Temporal UI    %s
   Temporal gRPC  %s   namespace %q, task queue %q
-  Postgres       %s
+  Postgres       %s   (as the schema owner: %s)
   Data dir       %s
 Create an organization:  go run ./cmd/jiraconnect orgs create --name "Acme"
 Press Ctrl-C to stop.
 
 `, time.Since(start).Round(time.Millisecond), cfg.APIAddr, cfg.APIAddr, ui.URL, tsrv.HostPort, cfg.TemporalNamespace,
-		cfg.TaskQueue, redactURL(cfg.DatabaseURL), absData)
+		cfg.TaskQueue, redactURL(cfg.DatabaseURL), redactURL(cfg.DatabaseOwnerURL), absData)
 
 	if *demo {
 		if err := runDemo(gctx, core, cfg.APIAddr, sim, ui.URL); err != nil {
@@ -186,6 +183,80 @@ Press Ctrl-C to stop.
 	}
 	log.Info("dev stack stopped")
 	return err
+}
+
+// demoDatabase is the demo's throwaway database, dropped and recreated at every start.
+const demoDatabase = "jiraconnect_demo"
+
+// databaseURLs returns the dev stack's database URLs: the schema owner's, which migrates, and the
+// application's, which the API and the worker log in with, as in production. The owner is
+// DATABASE_OWNER_URL (default: the local superuser). The application logs in with DATABASE_URL when
+// it is set, and otherwise as the application role on the owner's server and database without a
+// password, which a local Postgres trusting connections from the machine accepts (prepareDatabase
+// lets the role log in). The demo uses the same server with its own database, whatever the URLs
+// name, so that it never drops a developer's database.
+func databaseURLs(lookup func(string) (string, bool), demo bool) (ownerURL, appURL string, err error) {
+	get := func(name string) string {
+		if v, ok := lookup(name); ok && strings.TrimSpace(v) != "" {
+			return strings.TrimSpace(v)
+		}
+		return ""
+	}
+	ownerURL = get("DATABASE_OWNER_URL")
+	if ownerURL == "" {
+		for _, v := range config.Vars() {
+			if v.Name == "DATABASE_OWNER_URL" {
+				ownerURL = v.Default
+			}
+		}
+	}
+	appURL = get("DATABASE_URL")
+	if appURL == "" {
+		if appURL, err = db.AppLoginURL(ownerURL); err != nil {
+			return "", "", fmt.Errorf("DATABASE_OWNER_URL: %w", err)
+		}
+	}
+	if demo {
+		if ownerURL, err = withDatabase(ownerURL, demoDatabase); err != nil {
+			return "", "", fmt.Errorf("DATABASE_OWNER_URL: %w", err)
+		}
+		if appURL, err = withDatabase(appURL, demoDatabase); err != nil {
+			return "", "", fmt.Errorf("DATABASE_URL: %w", err)
+		}
+	}
+	return ownerURL, appURL, nil
+}
+
+// withDatabase is the Postgres URL raw naming database name instead.
+func withDatabase(raw, name string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return "", errors.New("must be a postgres:// URL")
+	}
+	u.Path = "/" + name
+	u.RawPath = ""
+	return u.String(), nil
+}
+
+// prepareDatabase does, as the schema owner, what an operator and `jiraconnect migrate` do in
+// production: it creates the database if it is missing (dropping it first when fresh), applies the
+// migrations, loads the control catalogue and lets the application role log in.
+func prepareDatabase(ctx context.Context, ownerURL string, fresh bool, log *slog.Logger) error {
+	if fresh {
+		if err := db.DropDatabase(ctx, ownerURL); err != nil {
+			return err
+		}
+	}
+	if err := db.EnsureDatabase(ctx, ownerURL); err != nil {
+		return err
+	}
+	if err := db.Migrate(ctx, ownerURL, log); err != nil {
+		return err
+	}
+	if err := app.SyncCatalogue(ctx, ownerURL); err != nil {
+		return err
+	}
+	return db.EnableAppLogin(ctx, ownerURL)
 }
 
 // runTemporalOnly runs the embedded Temporal server (persisted in dataDir, as in the full stack)

@@ -69,7 +69,7 @@ func newCLI(t *testing.T) *cli {
 	dir := t.TempDir()
 	return &cli{t: t, bin: builtBin, env: []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
-		"DATABASE_URL=" + testDB.OwnerURL, "DATABASE_OWNER_URL=" + testDB.OwnerURL,
+		"DATABASE_URL=" + testDB.AppURL, "DATABASE_OWNER_URL=" + testDB.OwnerURL,
 		"LOCAL_KEYRING_DIR=" + filepath.Join(dir, "keyring"), "LOG_LEVEL=error",
 	}}
 }

@@ -24,7 +24,7 @@ const usage = `usage: jiraconnect <command> [flags]
 commands:
   api                    serve the HTTP API (API_ADDR)
   worker                 run the Temporal worker (TEMPORAL_TASK_QUEUE) and its ops server (WORKER_ADDR)
-  migrate                apply database migrations as DATABASE_OWNER_URL
+  migrate                apply database migrations as the schema owner (DATABASE_OWNER_URL)
   orgs create --name N   create an organization and print its first admin API key (shown once)
   keys list --org ID [--json]
                          list an organization's API keys (never their secrets)
@@ -34,7 +34,9 @@ commands:
                          revoke an API key at once (--force for the organization's last admin key)
   version                print the version
 
-Configuration comes from environment variables; see README.md.
+api, worker and orgs create log in with DATABASE_URL as the application role jiraconnect_app and
+refuse a login that could bypass row-level security. Configuration comes from environment
+variables; see README.md.
 `
 
 func main() {

@@ -38,6 +38,9 @@ type Database struct {
 	// OwnerURL connects as the owner (superuser in tests): migrations and assertions that must see
 	// past row-level security use it.
 	OwnerURL string
+	// AppURL logs in as the application role (db.AppRole), as DATABASE_URL does in production:
+	// what the API, the worker and `orgs create` of a test use.
+	AppURL string
 }
 
 // Run creates and migrates a database, stores it in *dst, runs the tests and drops it. It returns
@@ -60,7 +63,8 @@ func Run(m *testing.M, dst **Database) int {
 	return code
 }
 
-// Create makes a new uniquely named database and applies the migrations to it.
+// Create makes a new uniquely named database, applies the migrations to it and lets the
+// application role log in (the test server trusts local connections, so AppURL has no password).
 func Create(ctx context.Context) (*Database, error) {
 	adminURL := os.Getenv(EnvAdminURL)
 	if adminURL == "" {
@@ -89,6 +93,14 @@ func Create(ctx context.Context) (*Database, error) {
 		_ = d.Drop(ctx)
 		return nil, err
 	}
+	if err := db.EnableAppLogin(ctx, d.OwnerURL); err != nil {
+		_ = d.Drop(ctx)
+		return nil, err
+	}
+	if d.AppURL, err = db.AppLoginURL(d.OwnerURL); err != nil {
+		_ = d.Drop(ctx)
+		return nil, err
+	}
 	return d, nil
 }
 
@@ -105,12 +117,13 @@ func (d *Database) Drop(ctx context.Context) error {
 	return nil
 }
 
-// Open returns an application pool (running as the RLS-bound role) closed when the test ends.
+// Open returns an application pool, logged in as the RLS-bound application role, closed when the
+// test ends.
 func (d *Database) Open(tb testing.TB) *db.DB {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	pool, err := db.Open(ctx, d.OwnerURL, db.Options{})
+	pool, err := db.Open(ctx, d.AppURL, db.Options{})
 	if err != nil {
 		tb.Fatalf("open application pool: %v", err)
 	}
