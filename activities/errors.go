@@ -43,7 +43,7 @@ func classify(err error) failure {
 		f.errType = ErrTypeRevoked
 		return f
 	case errors.Is(err, connections.ErrNotFound), errors.Is(err, errOAuthNotConfigured), errors.Is(err, seal.ErrNoOrgKey),
-		errors.Is(err, errBadConfig):
+		errors.Is(err, errBadConfig), errors.Is(err, connections.ErrNoHTTPClient):
 		f.errType = ErrTypeConfig
 		return f
 	case errors.Is(err, seal.ErrOpen):
@@ -60,7 +60,9 @@ func classify(err error) failure {
 		f.errType = ErrTypeReauthRequired
 	case jira.KindForbidden, jira.KindIssueCreateForbidden, jira.KindBadRequest, jira.KindConfig,
 		jira.KindCustomFieldUnknown, jira.KindNotFound, jira.KindGone, jira.KindUnsupported,
-		jira.KindTransitionUnavailable:
+		jira.KindTransitionUnavailable, jira.KindEgressDenied:
+		// An egress denial (the site is, or now resolves to, an address the operator's policy
+		// refuses) is configuration too: retrying cannot change the policy or the site's DNS.
 		f.errType = ErrTypeConfig
 	case jira.KindRateLimited:
 		f.errType = ErrTypeRateLimited
@@ -69,9 +71,9 @@ func classify(err error) failure {
 			f.delay = d + rand.N(maxRetryJitter)
 		}
 	default:
-		// KindServer, KindTransport, KindMalformedResponse, KindResponseTooLarge, KindConflict,
-		// KindTokenPersist, context errors and everything that is not a Jira error at all
-		// (database, KMS unwrap).
+		// KindServer, KindTransport, KindTLS, KindMalformedResponse, KindResponseTooLarge,
+		// KindConflict, KindTokenPersist, context errors and everything that is not a Jira error
+		// at all (database, KMS unwrap).
 		f.errType = ErrTypeTransient
 		f.retryable = true
 		if d := jira.RetryDelay(err); d > 0 {
@@ -82,8 +84,11 @@ func classify(err error) failure {
 }
 
 // applicationError turns a classified failure into the error an activity returns. The message is
-// the error's own text: jira.Error, connections and seal errors never contain credentials, and the
-// cause is deliberately not attached, so nothing beyond that text enters workflow history.
+// the error's own text: jira.Error, connections and seal errors never contain credentials, and a
+// jira.Error's text is a category rather than the network's own (no resolved addresses, no
+// non-Jira response bodies), so it may be stored on runs and the connection and shown to the
+// tenant. The cause is deliberately not attached, so nothing beyond that text enters workflow
+// history.
 func (f failure) applicationError() error {
 	return temporal.NewApplicationErrorWithOptions(f.msg, f.errType, temporal.ApplicationErrorOptions{
 		NonRetryable:   !f.retryable,

@@ -26,6 +26,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/db"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/db/dbtest"
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 	"github.com/jiraconnect/jiraconnect/seal"
@@ -86,7 +87,13 @@ func newHarness(t *testing.T) *harness {
 	}
 	logs := &lockedBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	conns := &connections.Service{DB: d, Sealer: sealer, Log: log}
+	// The simulator listens on loopback, which the egress policy allows only when told to (as the
+	// dev stack and the test harnesses do).
+	allow, err := egress.ParseAllowList(egress.Loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := &connections.Service{DB: d, Sealer: sealer, Log: log, HTTPClient: egress.New(allow, egress.Options{}).HTTPClient()}
 	reg := prometheus.NewRegistry()
 	acts, err := activities.New(activities.Deps{DB: d, Connections: conns, Log: log, Version: "test-1.2.3", Registerer: reg})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
@@ -130,15 +131,32 @@ func credentialsFrom(kind connections.Kind, email, apiToken, pat string) (connec
 	return connections.Credentials{Kind: kind}, nil
 }
 
+// checkSite applies the egress policy to a site URL before anything is stored or called: a
+// destination the policy refuses is 400 egress_denied naming the policy (and the variable an
+// operator sets), never the address the name resolved to.
+func (s *Server) checkSite(ctx context.Context, siteURL string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := s.deps.Egress.CheckURL(ctx, siteURL); err != nil {
+		s.log.WarnContext(ctx, "site URL refused by the egress policy", "site_url", siteURL, "err", err.Error())
+		return egressDeniedError(err)
+	}
+	return nil
+}
+
 // verifyCredentials calls who-am-I with credentials that are not stored yet: a connection is
-// only created (or re-authorized) with credentials Jira accepts.
-func (s *Server) verifyCredentials(ctx context.Context, siteURL string, creds connections.Credentials) error {
+// only created (or re-authorized) with credentials Jira accepts. The call goes through the
+// connections' egress-guarded client, so the policy is checked again on the address dialled.
+func (s *Server) verifyCredentials(ctx context.Context, connID uuid.UUID, siteURL string, creds connections.Credentials) error {
 	auth := jira.APIToken(creds.Email, creds.APIToken)
 	if creds.Kind == connections.KindDataCenterPAT {
 		auth = jira.PAT(creds.PAT)
 	}
-	client, err := jira.New(jira.Config{Flavor: connections.Flavor(creds.Kind), BaseURL: siteURL, Auth: auth,
-		HTTPClient: s.deps.Connections.HTTPClient, Logger: s.log})
+	client, err := s.deps.Connections.NewJiraClient(jira.Config{Flavor: connections.Flavor(creds.Kind), BaseURL: siteURL, Auth: auth,
+		Logger: s.log.With("connection_id", connID.String(), "site_url", siteURL)})
+	if errors.Is(err, connections.ErrNoHTTPClient) {
+		return err
+	}
 	if err != nil {
 		return errInvalidField("site_url", "%v", err)
 	}
@@ -150,6 +168,9 @@ func (s *Server) verifyCredentials(ctx context.Context, siteURL string, creds co
 	return nil
 }
 
+// jiraVerifyError answers a failed credential check with a category (credentials_rejected,
+// not_jira, egress_denied, tls_error, jira_unreachable). The message is the jira.Error's, which
+// carries no network error text and no body of a non-Jira answer.
 func jiraVerifyError(kind connections.Kind, err error) error {
 	field := "api_token"
 	if kind == connections.KindDataCenterPAT {
@@ -163,7 +184,30 @@ func jiraVerifyError(kind connections.Kind, err error) error {
 		return &Error{Status: http.StatusBadRequest, Code: "not_jira", Field: "site_url",
 			Message: "site_url: no Jira REST API answered at this URL"}
 	}
-	return &Error{Status: http.StatusBadGateway, Code: "jira_unreachable", Message: "could not verify the credentials with Jira: " + err.Error()}
+	return siteCallError("could not verify the credentials with Jira", err)
+}
+
+// siteCallError answers a failed call to a tenant's Jira site that no more specific answer
+// covers: egress_denied (400: the site is not a destination this server may reach), tls_error or
+// jira_unreachable (502), with what was being done and the jira.Error's safe text.
+func siteCallError(what string, err error) *Error {
+	switch jira.KindOf(err) {
+	case jira.KindEgressDenied:
+		return egressDeniedError(err)
+	case jira.KindTLS:
+		return &Error{Status: http.StatusBadGateway, Code: "tls_error", Field: "site_url", Message: what + ": " + err.Error()}
+	}
+	return &Error{Status: http.StatusBadGateway, Code: "jira_unreachable", Message: what + ": " + err.Error()}
+}
+
+// egressDeniedError is the 400 for a site the egress policy refuses, in the policy's public words.
+func egressDeniedError(err error) *Error {
+	msg := "the site is not a destination this server's egress policy allows (" + egress.EnvVar + ")"
+	var de *egress.DeniedError
+	if errors.As(err, &de) {
+		msg = de.Public()
+	}
+	return &Error{Status: http.StatusBadRequest, Code: "egress_denied", Field: "site_url", Message: "site_url: " + msg}
 }
 
 func statusOf(err error) int {
@@ -184,9 +228,10 @@ type createPlan struct {
 	findingSync bool
 }
 
-// planCreate is the one place a connection request is validated, field by field in the order
-// the request lists them, before any I/O.
-func (s *Server) planCreate(req createConnectionRequest) (createPlan, error) {
+// planCreate is the one place a connection request is validated: field by field in the order the
+// request lists them, then the site against the egress policy (which may resolve its name), before
+// anything is stored or sent to Jira.
+func (s *Server) planCreate(ctx context.Context, req createConnectionRequest) (createPlan, error) {
 	kind, err := connections.ParseKind(req.Kind)
 	if err != nil {
 		return createPlan{}, errInvalidField("kind", "%v", err)
@@ -213,6 +258,9 @@ func (s *Server) planCreate(req createConnectionRequest) (createPlan, error) {
 		return createPlan{}, &Error{Status: http.StatusBadRequest, Code: "oauth_not_configured", Field: "kind",
 			Message: "kind: cloud_oauth needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET on the server"}
 	}
+	if err := s.checkSite(ctx, site); err != nil {
+		return createPlan{}, err
+	}
 	return createPlan{kind: kind, site: site, creds: creds, cfg: cfg, findingSync: req.FindingSync}, nil
 }
 
@@ -221,20 +269,20 @@ func (s *Server) createConnection(c echo.Context) error {
 	if err := s.decodeJSON(c, &req); err != nil {
 		return err
 	}
-	plan, err := s.planCreate(req)
+	ctx := c.Request().Context()
+	plan, err := s.planCreate(ctx, req)
 	if err != nil {
 		return err
 	}
 	kind, site, creds, cfg := plan.kind, plan.site, plan.creds, plan.cfg
-	ctx := c.Request().Context()
+	connID := uuid.New()
 	if kind != connections.KindCloudOAuth {
-		if err := s.verifyCredentials(ctx, site, creds); err != nil {
+		if err := s.verifyCredentials(ctx, connID, site, creds); err != nil {
 			return err
 		}
 	}
 
 	p := principal(c)
-	connID := uuid.New()
 	cfgJSON, err := json.Marshal(cfg)
 	if err != nil {
 		return err

@@ -419,7 +419,7 @@ func (s *Server) validateAgainstJira(ctx context.Context, conn connections.Conne
 			return &Error{Status: http.StatusBadRequest, Code: "jira_forbidden", Field: "finding_sync.project_key",
 				Message: "finding_sync.project_key: the connection may not read create metadata of " + cfg.ProjectKey}
 		}
-		return &Error{Status: http.StatusBadGateway, Code: "jira_unreachable", Message: "could not validate against Jira: " + err.Error()}
+		return siteCallError("could not validate against Jira", err)
 	}
 	if len(report.Problems) == 0 {
 		return nil

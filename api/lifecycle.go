@@ -238,7 +238,12 @@ func (s *Server) reauth(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.verifyCredentials(ctx, conn.SiteURL, creds); err != nil {
+	// The stored site is checked again: the operator's policy may have narrowed, or the site's
+	// name may resolve elsewhere now.
+	if err := s.checkSite(ctx, conn.SiteURL); err != nil {
+		return err
+	}
+	if err := s.verifyCredentials(ctx, conn.ID, conn.SiteURL, creds); err != nil {
 		return err
 	}
 	conn, err = s.activate(ctx, p.OrgID, conn, creds, "", actor(c), s.clientAddr(c))

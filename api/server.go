@@ -23,6 +23,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/metrics"
 	"github.com/jiraconnect/jiraconnect/seal"
@@ -55,7 +56,11 @@ type Deps struct {
 	Metrics     *metrics.Metrics
 	Sealer      *seal.Sealer
 	Connections *connections.Service
-	Revoker     Revoker
+	// Egress is the operator's egress policy, which site URLs are checked against before anything
+	// is stored or called (the calls themselves go through Connections' guarded client). Nil means
+	// the production default: public addresses over https only.
+	Egress  *egress.Policy
+	Revoker Revoker
 	// Temporal starts, signals and updates connection workflows.
 	Temporal  client.Client
 	TaskQueue string
@@ -92,6 +97,9 @@ type Server struct {
 func New(deps Deps) *Server {
 	if deps.MaxBodyBytes <= 0 {
 		deps.MaxBodyBytes = 1 << 20
+	}
+	if deps.Egress == nil {
+		deps.Egress = egress.New(egress.AllowList{}, egress.Options{})
 	}
 	e := echo.New()
 	e.HideBanner = true

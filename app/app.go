@@ -20,6 +20,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/config"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/metrics"
 	"github.com/jiraconnect/jiraconnect/seal"
@@ -31,23 +32,44 @@ import (
 // -ldflags "-X github.com/jiraconnect/jiraconnect/app.Version=…".
 var Version = "dev"
 
-// Core holds what every process needs: logger, metrics, database, sealing and the connection
-// service (which owns the process-wide OAuth token sources).
+// Core holds what every process needs: logger, metrics, database, sealing, the egress policy and
+// the connection service (which owns the process-wide OAuth token sources).
 type Core struct {
-	Config      *config.Config
-	Log         *slog.Logger
-	Metrics     *metrics.Metrics
-	DB          *db.DB
-	Sealer      *seal.Sealer
-	Tenancy     *tenancy.Service
+	Config  *config.Config
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+	DB      *db.DB
+	Sealer  *seal.Sealer
+	Tenancy *tenancy.Service
+	// Egress is the policy every Jira and Atlassian call goes through (JIRA_EGRESS_ALLOW): the
+	// connections' client, the API's credential checks and the OAuth app all use its client.
+	Egress      *egress.Policy
 	OAuth       *jira.OAuthApp
 	Connections *connections.Service
 	Activities  *activities.Activities
 }
 
+// Option adjusts how NewCore assembles a process; production passes none.
+type Option func(*coreOptions)
+
+type coreOptions struct {
+	egress egress.Options
+}
+
+// WithEgressOptions sets the egress policy's resolver and trusted certificate authorities, so
+// tests can make a site's name resolve anywhere (DNS rebinding) or serve it over TLS. The allow
+// list always comes from the configuration.
+func WithEgressOptions(o egress.Options) Option {
+	return func(c *coreOptions) { c.egress = o }
+}
+
 // NewCore opens the database (logged in as the application role: db.Open refuses a privileged
-// login) and the key provider.
-func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Core, error) {
+// login), the key provider and the egress policy every outbound Jira call passes.
+func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*Core, error) {
+	var o coreOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	d, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: cfg.DatabaseMaxConns,
 		AllowPrivilegedLogin: cfg.DatabaseAllowPrivilegedLogin, Logger: log})
 	if err != nil {
@@ -63,6 +85,9 @@ func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Core, 
 		d.Close()
 		return nil, fmt.Errorf("sealer: %w", err)
 	}
+	// One policy, one client: tenants' sites, the OAuth token endpoint and the gateway are all
+	// reached through the same dial-time check.
+	policy := egress.New(cfg.JiraEgressAllow, o.egress)
 	var oauth *jira.OAuthApp
 	if cfg.OAuthEnabled() {
 		oauth = &jira.OAuthApp{
@@ -71,11 +96,12 @@ func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Core, 
 			RedirectURL:  cfg.PublicURL.String() + OAuthCallbackPath,
 			AuthBaseURL:  cfg.JiraAuthURL.String(),
 			APIBaseURL:   cfg.JiraAPIURL.String(),
+			HTTPClient:   policy.HTTPClient(),
 			Logger:       log,
 		}
 	}
 	m := metrics.New(log)
-	conns := &connections.Service{DB: d, Sealer: sealer, OAuth: oauth, Log: log}
+	conns := &connections.Service{DB: d, Sealer: sealer, OAuth: oauth, HTTPClient: policy.HTTPClient(), Log: log}
 	acts, err := activities.New(activities.Deps{DB: d, Connections: conns, Log: log, Version: Version, Registerer: m.Registry,
 		PublicURL: cfg.PublicURL.String()})
 	if err != nil {
@@ -89,6 +115,7 @@ func NewCore(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Core, 
 		DB:          d,
 		Sealer:      sealer,
 		Tenancy:     &tenancy.Service{DB: d, Sealer: sealer, MaxKeyTTL: cfg.APIKeyMaxTTL},
+		Egress:      policy,
 		OAuth:       oauth,
 		Connections: conns,
 		Activities:  acts,
@@ -149,6 +176,7 @@ func (c *Core) NewAPI(tc client.Client) *api.Server {
 		Metrics:        c.Metrics,
 		Sealer:         c.Sealer,
 		Connections:    c.Connections,
+		Egress:         c.Egress,
 		Revoker:        c.Activities,
 		Temporal:       tc,
 		TaskQueue:      c.Config.TaskQueue,

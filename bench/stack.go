@@ -21,6 +21,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/config"
 	"github.com/jiraconnect/jiraconnect/db/dbtest"
 	"github.com/jiraconnect/jiraconnect/devstack"
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
 
@@ -114,6 +115,8 @@ func StartStack(ctx context.Context, b *Bench, opts StackOptions) (_ *Stack, err
 		"JIRA_OAUTH_CLIENT_SECRET": secret,
 		"JIRA_AUTH_URL":            s.Sim.URL,
 		"JIRA_API_URL":             s.Sim.URL,
+		// The simulator listens on loopback, which production's egress policy refuses.
+		egress.EnvVar: egress.Loopback,
 	}
 	if opts.Temporal {
 		port, err := freePort()

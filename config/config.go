@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jiraconnect/jiraconnect/egress"
 )
 
 // Var documents one environment variable.
@@ -54,6 +56,7 @@ func Vars() []Var {
 		{"JIRA_OAUTH_CLIENT_SECRET", "", "Atlassian OAuth 2.0 (3LO) app client secret."},
 		{"JIRA_AUTH_URL", "https://auth.atlassian.com", "Atlassian authorization server."},
 		{"JIRA_API_URL", "https://api.atlassian.com", "Atlassian API gateway (accessible-resources, /ex/jira/{cloudid})."},
+		{egress.EnvVar, "", "Comma-separated CIDRs, IP addresses and exact host names Jira traffic may reach beyond public addresses (e.g. a Data Center site on a private network), also over plain http; empty allows only public addresses over https. The dev stack, demo and test harnesses set `" + egress.Loopback + "`."},
 		{"WEBHOOK_ALLOWED_CIDRS", "", "Comma-separated CIDRs allowed to deliver webhooks; empty allows any source."},
 		{"TRUSTED_PROXIES", "", "Comma-separated CIDRs of reverse proxies whose X-Forwarded-For is believed."},
 	}
@@ -101,6 +104,8 @@ type Config struct {
 	JiraOAuthClientSecret Secret
 	JiraAuthURL           *url.URL
 	JiraAPIURL            *url.URL
+	// JiraEgressAllow is what Jira traffic may reach beyond public https destinations.
+	JiraEgressAllow egress.AllowList
 
 	WebhookAllowedCIDRs []netip.Prefix
 	TrustedProxies      []netip.Prefix
@@ -258,6 +263,18 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if (c.JiraOAuthClientID == "") != (c.JiraOAuthClientSecret == "") {
 		errs = append(errs, errors.New("JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET must be set together"))
+	}
+	if c.JiraEgressAllow, err = egress.ParseAllowList(get(egress.EnvVar)); err != nil {
+		bad(egress.EnvVar, get(egress.EnvVar), err.Error())
+	} else {
+		// The Atlassian endpoints are called through the same policy: a value it refuses would
+		// fail every OAuth connection at run time, so it fails start-up instead.
+		policy := egress.New(c.JiraEgressAllow, egress.Options{})
+		for _, name := range []string{"JIRA_AUTH_URL", "JIRA_API_URL"} {
+			if err := policy.CheckStatic(get(name)); err != nil {
+				bad(name, get(name), err.Error()+"; allow its host in "+egress.EnvVar)
+			}
+		}
 	}
 	if c.WebhookAllowedCIDRs, err = ParsePrefixes(get("WEBHOOK_ALLOWED_CIDRS")); err != nil {
 		bad("WEBHOOK_ALLOWED_CIDRS", get("WEBHOOK_ALLOWED_CIDRS"), err.Error())

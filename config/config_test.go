@@ -63,6 +63,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"WEBHOOK_ALLOWED_CIDRS":           "10.0.0.0/33",
 		"TRUSTED_PROXIES":                 "not-an-ip",
 		"JIRA_AUTH_URL":                   "https://auth.example.com/?x=1",
+		"JIRA_EGRESS_ALLOW":               "10.0.0.0/33",
 	}
 	for name, value := range cases {
 		_, err := LoadFrom(lookupFrom(map[string]string{name: value}))
@@ -77,6 +78,33 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 	_, err = LoadFrom(lookupFrom(map[string]string{"JIRA_OAUTH_CLIENT_ID": "abc"}))
 	if err == nil || !strings.Contains(err.Error(), "JIRA_OAUTH_CLIENT_SECRET") {
 		t.Errorf("client id without secret: %v", err)
+	}
+}
+
+// The egress allowance defaults to nothing (production), parses into the policy's list, and the
+// Atlassian URLs must be destinations that policy allows, or start-up fails naming both variables.
+func TestEgressAllowance(t *testing.T) {
+	c, err := LoadFrom(lookupFrom(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.JiraEgressAllow.String(); s != "" {
+		t.Fatalf("default allowance %q, want none", s)
+	}
+	c, err = LoadFrom(lookupFrom(map[string]string{"JIRA_EGRESS_ALLOW": "10.20.0.0/16, jira.corp.example"}))
+	if err != nil || c.JiraEgressAllow.String() != "10.20.0.0/16,jira.corp.example" {
+		t.Fatalf("allowance: %v %v", c, err)
+	}
+	for _, name := range []string{"JIRA_AUTH_URL", "JIRA_API_URL"} {
+		for _, value := range []string{"http://127.0.0.1:8090", "https://169.254.169.254", "http://auth.example.com", "https://2130706433"} {
+			_, err := LoadFrom(lookupFrom(map[string]string{name: value}))
+			if err == nil || !strings.Contains(err.Error(), name) || !strings.Contains(err.Error(), "JIRA_EGRESS_ALLOW") {
+				t.Errorf("%s=%s without an allowance: %v", name, value, err)
+			}
+		}
+		if _, err := LoadFrom(lookupFrom(map[string]string{name: "http://127.0.0.1:8090", "JIRA_EGRESS_ALLOW": "127.0.0.0/8,::1/128"})); err != nil {
+			t.Errorf("%s on an allowed loopback: %v", name, err)
+		}
 	}
 }
 

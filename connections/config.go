@@ -196,9 +196,10 @@ func ParseConfig(raw []byte) (Config, error) {
 	return c, nil
 }
 
-// NormalizeSiteURL validates a Jira base URL and returns its canonical form: https (http only
-// for loopback, which the simulator and local Data Center trials use), lower-case host, no
-// query, fragment, credentials or trailing slash. A path is kept (Data Center context paths).
+// NormalizeSiteURL validates a Jira base URL's syntax and returns its canonical form: http or
+// https, lower-case host, no query, fragment, credentials or trailing slash. A path is kept (Data
+// Center context paths). Whether the destination may be reached — its addresses, and plain http
+// at all — is the egress policy's decision (egress.Policy.CheckURL), not this function's.
 func NormalizeSiteURL(raw string) (string, error) {
 	raw = strings.TrimSpace(raw)
 	u, err := url.Parse(raw)
@@ -211,13 +212,9 @@ func NormalizeSiteURL(raw string) (string, error) {
 	if u.RawQuery != "" || u.Fragment != "" {
 		return "", errors.New("must not have a query or fragment")
 	}
-	host := strings.ToLower(u.Hostname())
-	loopback := host == "localhost" || host == "127.0.0.1" || host == "::1"
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && loopback:
-	default:
-		return "", errors.New("must use https")
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return "", errors.New("must be an https:// URL")
 	}
 	u.Host = strings.ToLower(u.Host)
 	u.Path = strings.TrimRight(u.Path, "/")

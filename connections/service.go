@@ -110,7 +110,10 @@ type Service struct {
 	Sealer *seal.Sealer
 	// OAuth is the Atlassian OAuth app; nil when OAuth is not configured.
 	OAuth *jira.OAuthApp
-	// HTTPClient is used for Jira calls (nil: the jira package's default).
+	// HTTPClient carries every Jira call of every connection. It must enforce the egress policy
+	// (egress.Policy.HTTPClient): a tenant chooses the site, so an unguarded client would let a
+	// tenant reach the server's own network. Required: with nil, Client fails instead of falling
+	// back to an unguarded default.
 	HTTPClient *http.Client
 	Log        *slog.Logger
 
@@ -179,14 +182,38 @@ func (s *Service) Client(ctx context.Context, orgID, connID uuid.UUID, stats *ji
 	if err != nil {
 		return nil, conn, err
 	}
-	client, err := jira.New(jira.Config{
-		Flavor: Flavor(conn.Kind), BaseURL: baseURL, SiteURL: conn.SiteURL, Auth: auth,
-		HTTPClient: s.HTTPClient, Stats: stats, Logger: s.Log,
+	client, err := s.NewJiraClient(jira.Config{
+		Flavor: Flavor(conn.Kind), BaseURL: baseURL, SiteURL: conn.SiteURL, Auth: auth, Stats: stats,
+		Logger: s.logger().With(slog.String("org_id", orgID.String()), slog.String("connection_id", connID.String())),
 	})
 	if err != nil {
 		return nil, conn, fmt.Errorf("jira client for connection %s: %w", connID, err)
 	}
 	return client, conn, nil
+}
+
+// ErrNoHTTPClient: the Service was built without its egress-guarded HTTP client.
+var ErrNoHTTPClient = errors.New("connections: no egress-guarded HTTP client configured")
+
+// NewJiraClient builds a Jira client that calls through the Service's guarded HTTP client
+// (cfg.HTTPClient is overridden). Everything that calls a tenant's site — the connection's
+// client, and the API's check of new credentials — goes through here.
+func (s *Service) NewJiraClient(cfg jira.Config) (*jira.Client, error) {
+	if s.HTTPClient == nil {
+		return nil, ErrNoHTTPClient
+	}
+	cfg.HTTPClient = s.HTTPClient
+	if cfg.Logger == nil {
+		cfg.Logger = s.logger()
+	}
+	return jira.New(cfg)
+}
+
+func (s *Service) logger() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // Flavor maps a connection kind to the Jira API flavor it speaks.

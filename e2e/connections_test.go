@@ -238,7 +238,8 @@ func TestBadConnectionInputChangesNothing(t *testing.T) {
 	}{
 		{map[string]any{"kind": "jira_server", "site_url": s.cloud.URL}, 400, "invalid_field", "kind"},
 		{map[string]any{"kind": "cloud_token", "site_url": "not a url", "email": "a@b.c", "api_token": token}, 400, "invalid_field", "site_url"},
-		{map[string]any{"kind": "cloud_token", "site_url": "http://example.atlassian.net", "email": "a@b.c", "api_token": token}, 400, "invalid_field", "site_url"},
+		// Plain http only to destinations the operator listed in JIRA_EGRESS_ALLOW.
+		{map[string]any{"kind": "cloud_token", "site_url": "http://example.atlassian.net", "email": "a@b.c", "api_token": token}, 400, "egress_denied", "site_url"},
 		{map[string]any{"kind": "cloud_token", "site_url": "https://u:p@x.atlassian.net", "email": "a@b.c", "api_token": token}, 400, "invalid_field", "site_url"},
 		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com"}, 400, "invalid_field", "api_token"},
 		{map[string]any{"kind": "cloud_token", "site_url": s.cloud.URL, "email": "admin@example.com", "api_token": "wrong"}, 400, "credentials_rejected", "api_token"},

@@ -19,6 +19,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/app"
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/config"
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
 
@@ -55,8 +56,9 @@ func (b *syncBuffer) String() string {
 
 func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
 
-// newStackWith starts a stack with extra environment variables (e.g. WEBHOOK_ALLOWED_CIDRS).
-func newStackWith(t *testing.T, extra map[string]string) *stack {
+// newStackWith starts a stack with extra environment variables (e.g. WEBHOOK_ALLOWED_CIDRS) and
+// assembly options (e.g. the egress policy's resolver).
+func newStackWith(t *testing.T, extra map[string]string, opts ...app.Option) *stack {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cloud := jirasim.NewServer(jirasim.Options{Flavor: jirasim.Cloud, Logger: quiet, RandSeed: 1})
@@ -86,6 +88,8 @@ func newStackWith(t *testing.T, extra map[string]string) *stack {
 		"JIRA_OAUTH_CLIENT_SECRET": secret,
 		"JIRA_AUTH_URL":            cloud.URL,
 		"JIRA_API_URL":             cloud.URL,
+		// The simulators listen on loopback, which production's egress policy refuses.
+		"JIRA_EGRESS_ALLOW": egress.Loopback,
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -99,7 +103,7 @@ func newStackWith(t *testing.T, extra map[string]string) *stack {
 	if err := app.SyncCatalogue(ctx, cfg.DatabaseOwnerURL); err != nil {
 		t.Fatal(err)
 	}
-	core, err := app.NewCore(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	core, err := app.NewCore(ctx, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
 
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/seal"
 )
 
@@ -132,6 +133,8 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"PUBLIC_URL":         s.apiURL,
 		"KMS_PROVIDER":       "local",
 		"LOCAL_KEYRING_DIR":  keyring,
+		// The simulator listens on loopback, which production's egress policy refuses.
+		"JIRA_EGRESS_ALLOW": egress.Loopback,
 		// Debug logs are where a careless secret would show up first.
 		"LOG_LEVEL":  "debug",
 		"LOG_FORMAT": "json",

@@ -44,7 +44,8 @@ type Config struct {
 	Auth    Auth
 	// HTTPClient defaults to a client that does not follow redirects: Jira's REST API does not
 	// redirect, so a redirect means a wrong base URL (e.g. an SSO login page) and following it
-	// would replay credentials elsewhere.
+	// would replay credentials elsewhere. The default reaches any address; the services pass the
+	// egress policy's client (egress.Policy.HTTPClient), which also refuses private destinations.
 	HTTPClient *http.Client
 	// Stats, when set, counts every call per operation.
 	Stats *CallStats
@@ -235,33 +236,33 @@ func (c *Client) do(ctx context.Context, r *request) error {
 			}
 			if res.status == http.StatusUnauthorized {
 				// A token minted seconds ago was refused: the grant no longer covers this site.
-				return c.statusError(r, res, KindReauthRequired)
+				return c.statusError(ctx, r, res, KindReauthRequired)
 			}
 		} else {
 			kind := KindReauthRequired
 			if _, ok := c.auth.(oauthAuth); ok {
 				kind = KindUnauthorized
 			}
-			return c.statusError(r, res, kind)
+			return c.statusError(ctx, r, res, kind)
 		}
 	}
 	if res.status < 200 || res.status > 299 {
-		return c.statusError(r, res, "")
+		return c.statusError(ctx, r, res, "")
 	}
 	if r.out == nil && r.decode == nil {
 		return nil
 	}
 	if len(bytes.TrimSpace(res.body)) == 0 {
-		return c.malformed(r, res, "empty response body", nil)
+		return c.malformed(ctx, r, res, "empty response body", nil)
 	}
 	if r.decode != nil {
 		if err := r.decode(res.body); err != nil {
-			return c.malformed(r, res, "decode response", err)
+			return c.malformed(ctx, r, res, "decode response", err)
 		}
 		return nil
 	}
 	if err := json.Unmarshal(res.body, r.out); err != nil {
-		return c.malformed(r, res, "decode response", err)
+		return c.malformed(ctx, r, res, "decode response", err)
 	}
 	return nil
 }
@@ -309,9 +310,9 @@ func (c *Client) send(ctx context.Context, r *request, body []byte, attempt int)
 	start := time.Now()
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		c.log.LogAttrs(ctx, slog.LevelDebug, "jira call failed", slog.String("op", r.op), slog.String("method", r.method),
-			slog.String("path", path), slog.Int("attempt", attempt), slog.Duration("elapsed", time.Since(start)))
-		return nil, c.transportError(ctx, r, path, used, err)
+		e := c.transportError(ctx, r, path, used, err)
+		c.logFailure(ctx, r, path, attempt, time.Since(start), e, used)
+		return nil, e
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBytes+1))
@@ -322,6 +323,7 @@ func (c *Client) send(ctx context.Context, r *request, body []byte, attempt int)
 		e := c.transportError(ctx, r, path, used, err)
 		e.Status = resp.StatusCode
 		e.Detail = "read response body"
+		c.logFailure(ctx, r, path, attempt, time.Since(start), e, used)
 		return nil, e
 	}
 	if int64(len(data)) > c.maxBytes {
@@ -331,6 +333,8 @@ func (c *Client) send(ctx context.Context, r *request, body []byte, attempt int)
 	return &response{status: resp.StatusCode, header: resp.Header, body: data, used: used, path: path}, nil
 }
 
+// transportError classifies a failed exchange (see transportFailure). Err keeps the cause for
+// errors.Is/As, but its text is the category's: the raw text goes to the log (logFailure).
 func (c *Client) transportError(ctx context.Context, r *request, path string, used Secret, err error) *Error {
 	// *url.Error repeats the full URL; we report the path separately, so keep only the cause, and
 	// keep context errors matchable with errors.Is.
@@ -339,11 +343,32 @@ func (c *Client) transportError(ctx context.Context, r *request, path string, us
 		err = ue.Err
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil && (errors.Is(err, ctxErr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)) {
-		err = ctxErr
-	} else {
-		err = redactedError{msg: c.redact(err.Error(), used), cause: err}
+		return &Error{Kind: KindTransport, Op: r.op, Method: r.method, Path: path, Err: ctxErr}
 	}
-	return &Error{Kind: KindTransport, Op: r.op, Method: r.method, Path: path, Err: err}
+	kind, msg := transportFailure(err)
+	return &Error{Kind: kind, Op: r.op, Method: r.method, Path: path, Err: redactedError{msg: msg, cause: err}}
+}
+
+// logFailure records a failed exchange with its full cause (the resolver's, dialer's or TLS
+// stack's own text, credentials removed): the detail that the error deliberately leaves out.
+// A refusal by the egress policy is a warning: it is either a misconfigured site or a tenant
+// probing the server's network.
+func (c *Client) logFailure(ctx context.Context, r *request, path string, attempt int, elapsed time.Duration, e *Error, used Secret) {
+	level, msg := slog.LevelInfo, "jira call failed"
+	if e.Kind == KindEgressDenied {
+		level, msg = slog.LevelWarn, "jira call refused by the egress policy"
+	}
+	cause := ""
+	if e.Err != nil {
+		if re, ok := e.Err.(redactedError); ok && re.cause != nil {
+			cause = c.redact(re.cause.Error(), used)
+		} else {
+			cause = c.redact(e.Err.Error(), used)
+		}
+	}
+	c.log.LogAttrs(ctx, level, msg, slog.String("op", r.op), slog.String("method", r.method), slog.String("host", c.base.Host),
+		slog.String("path", path), slog.Int("status", e.Status), slog.String("kind", string(e.Kind)), slog.String("cause", cause),
+		slog.Int("attempt", attempt), slog.Duration("elapsed", elapsed))
 }
 
 // redactedError carries a scrubbed message while keeping the cause for errors.Is/As.
@@ -372,17 +397,33 @@ func (c *Client) wrapAuthError(r *request, err error) error {
 		Err: redactedError{msg: c.redact(err.Error(), Secret{}), cause: err}}
 }
 
-func (c *Client) malformed(r *request, res *response, detail string, err error) *Error {
+// malformed reports a success answer whose body is not what the API documents. The message
+// describes the problem without quoting the body (which may not be Jira's at all); the decoder's
+// own text is logged.
+func (c *Client) malformed(ctx context.Context, r *request, res *response, detail string, err error) *Error {
 	if err != nil {
-		err = redactedError{msg: c.redact(err.Error(), res.used), cause: err}
+		c.log.LogAttrs(ctx, slog.LevelInfo, "jira answer not decodable", slog.String("op", r.op), slog.String("host", c.base.Host),
+			slog.String("path", res.path), slog.Int("status", res.status), slog.String("cause", c.redact(err.Error(), res.used)))
+		err = redactedError{msg: decodeSummary(err), cause: err}
 	}
 	return &Error{Kind: KindMalformedResponse, Op: r.op, Method: r.method, Path: res.path, Status: res.status, Detail: detail, Err: err}
 }
 
 // statusError classifies a non-2xx response. force, when set, overrides the status mapping.
-func (c *Client) statusError(r *request, res *response, force Kind) *Error {
+// What the error leaves out for the tenant's sake (a non-Jira body's text, a redirect's target)
+// is logged.
+func (c *Client) statusError(ctx context.Context, r *request, res *response, force Kind) *Error {
 	e := &Error{Op: r.op, Method: r.method, Path: res.path, Status: res.status}
-	parseErrorBody(e, res.header, res.body)
+	if excerpt := parseErrorBody(e, res.header, res.body); excerpt != "" {
+		c.log.LogAttrs(ctx, slog.LevelInfo, "jira call answered with a non-Jira error body", slog.String("op", r.op),
+			slog.String("host", c.base.Host), slog.String("path", res.path), slog.Int("status", res.status),
+			slog.String("content_type", sanitizeText(res.header.Get("Content-Type"), 100)), slog.String("excerpt", c.redact(excerpt, res.used)))
+	}
+	if res.status >= 300 && res.status < 400 {
+		c.log.LogAttrs(ctx, slog.LevelInfo, "jira call answered with a redirect", slog.String("op", r.op),
+			slog.String("host", c.base.Host), slog.String("path", res.path), slog.Int("status", res.status),
+			slog.String("location", c.redact(sanitizeText(res.header.Get("Location"), 300), res.used)))
+	}
 	for i, m := range e.Messages {
 		e.Messages[i] = c.redact(m, res.used)
 	}
@@ -405,10 +446,8 @@ func classifyStatus(e *Error, h http.Header) Kind {
 	s := e.Status
 	switch {
 	case s >= 300 && s < 400:
+		// The target is not named: it is whatever the site chose, possibly an internal host.
 		e.Detail = "unexpected redirect; check the base URL"
-		if loc, err := url.Parse(h.Get("Location")); err == nil && loc.Host != "" {
-			e.Detail += " (redirected to host " + loc.Host + ")"
-		}
 		return KindConfig
 	case s == http.StatusBadRequest:
 		for _, id := range e.CustomFields() {
@@ -459,22 +498,25 @@ func unknownFieldMessage(msg string) bool {
 
 // parseErrorBody fills Messages/FieldErrors from Jira's ErrorCollection
 // ({"errorMessages":[…],"errors":{…}}), the gateway's {"code":…,"message":…} or OAuth's
-// {"error":…,"error_description":…}. A non-JSON body (Cloud answers some 401s in plain text)
-// becomes one short, sanitized message.
-func parseErrorBody(e *Error, h http.Header, body []byte) {
+// {"error":…,"error_description":…}. Any other body — plain text (Cloud answers some 401s so),
+// HTML, other JSON — may come from something that is not Jira at all (a tenant's site URL can
+// point anywhere the egress policy allows), so its text is never kept: Messages only describes
+// it, and the sanitized excerpt is returned for the caller to log.
+func parseErrorBody(e *Error, h http.Header, body []byte) (excerpt string) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 {
-		return
+		return ""
 	}
 	if trimmed[0] == '{' {
 		var w struct {
 			ErrorMessages []string                   `json:"errorMessages"`
 			Errors        map[string]json.RawMessage `json:"errors"`
+			Code          json.Number                `json:"code"`
 			Message       string                     `json:"message"`
 			Error         string                     `json:"error"`
 			Description   string                     `json:"error_description"`
 		}
-		if json.Unmarshal(trimmed, &w) == nil {
+		if json.Unmarshal(trimmed, &w) == nil && atlassianErrorShape(trimmed, w.Code, w.Message, w.Error) {
 			for _, m := range w.ErrorMessages {
 				if m = sanitizeText(m, 500); m != "" {
 					e.Messages = append(e.Messages, m)
@@ -500,17 +542,40 @@ func parseErrorBody(e *Error, h http.Header, body []byte) {
 				}
 				e.Messages = append(e.Messages, m)
 			}
-			return
+			return ""
 		}
 	}
 	mt, _, _ := mime.ParseMediaType(h.Get("Content-Type"))
-	if mt == "text/html" || bytes.HasPrefix(trimmed, []byte("<")) {
-		e.Messages = append(e.Messages, fmt.Sprintf("non-JSON error body (%s, %d bytes)", orUnknown(mt), len(body)))
-		return
+	kind := "non-JSON"
+	if trimmed[0] == '{' || trimmed[0] == '[' {
+		kind = "non-Jira"
 	}
-	if m := sanitizeText(string(trimmed), 200); m != "" {
-		e.Messages = append(e.Messages, m)
+	e.Messages = append(e.Messages, fmt.Sprintf("%s error body (%s, %d bytes)", kind, orUnknown(mt), len(body)))
+	return sanitizeText(string(trimmed), 200)
+}
+
+// atlassianErrorShape reports whether a JSON error body is one of the shapes Jira and Atlassian's
+// gateway and token endpoint answer with: an ErrorCollection (errorMessages and/or errors), the
+// gateway's {"code": <status>, "message": …}, or OAuth's {"error": …}. Other JSON is some other
+// service's, and is not relayed.
+func atlassianErrorShape(raw []byte, code json.Number, message, oauthError string) bool {
+	var keys map[string]json.RawMessage
+	if json.Unmarshal(raw, &keys) != nil {
+		return false
 	}
+	if _, ok := keys["errorMessages"]; ok {
+		return true
+	}
+	if _, ok := keys["errors"]; ok {
+		return true
+	}
+	if oauthError != "" {
+		return true
+	}
+	if _, err := code.Int64(); err == nil && message != "" {
+		return true
+	}
+	return false
 }
 
 func orUnknown(s string) string {

@@ -50,8 +50,18 @@ const (
 	KindMalformedResponse Kind = "malformed_response"
 	// KindResponseTooLarge is a response body larger than Config.MaxResponseBytes.
 	KindResponseTooLarge Kind = "response_too_large"
-	// KindTransport is a network failure, a timeout or a body cut short.
+	// KindTransport is a network failure, a timeout or a body cut short. Its message says only
+	// which (the host name does not resolve, timed out, could not connect); the dialer's and
+	// resolver's own text, which names addresses and ports, is logged, never put in the message.
 	KindTransport Kind = "transport"
+	// KindTLS is a failed TLS handshake: a certificate the client does not trust or that does not
+	// match the host, or a site that does not speak TLS. Retried like KindTransport (certificates
+	// get fixed and MITM boxes come and go); the message says which, without certificate details.
+	KindTLS Kind = "tls_error"
+	// KindEgressDenied is a destination the server's egress policy refuses (a private, loopback,
+	// link-local or otherwise non-public address, or plain http to an unlisted host): nothing was
+	// sent. Not retryable: only the operator's policy or the site's address can change it.
+	KindEgressDenied Kind = "egress_denied"
 	// KindConfig is a configuration mistake on our side: bad base URL, wrong OAuth client secret
 	// (access_denied on refresh), a site the grant does not cover, invalid input to this package.
 	KindConfig Kind = "config"
@@ -69,8 +79,11 @@ const (
 // Error is the error type returned by every operation of this package.
 //
 // Its message is built only from the operation, the request method and path (never the query,
-// headers or body) and Jira's own error messages, with every credential the client knows replaced
-// by [REDACTED]; so it is safe to log, store on a run and show to users.
+// headers or body), a category of what went wrong and Jira's own error messages (an answer in
+// Jira's error JSON), with every credential the client knows replaced by [REDACTED]; so it is
+// safe to log, store on a run and show to the tenant. It never holds the dialer's, resolver's or
+// TLS stack's own text (addresses, ports, certificate names), a redirect's target or the body of
+// an answer that is not Jira's error JSON: those details are logged by the client instead.
 type Error struct {
 	Kind   Kind
 	Op     string // operation name, as counted in CallStats ("search", "issue.create", …)
@@ -78,8 +91,9 @@ type Error struct {
 	Path   string // URL path without query
 	Status int    // HTTP status; 0 when no response was received
 
-	// Messages are Jira's errorMessages; FieldErrors its per-field errors map. For a non-JSON error
-	// body Messages holds a short, sanitized excerpt of the body.
+	// Messages are Jira's errorMessages; FieldErrors its per-field errors map. For an error body
+	// that is not Jira's (or Atlassian's) error JSON, Messages only describes it (content type
+	// and size); its text is logged, not kept.
 	Messages    []string
 	FieldErrors map[string]string
 
@@ -190,6 +204,7 @@ var (
 	ErrRateLimited           error = kindSentinel(KindRateLimited)
 	ErrTransitionUnavailable error = kindSentinel(KindTransitionUnavailable)
 	ErrConfig                error = kindSentinel(KindConfig)
+	ErrEgressDenied          error = kindSentinel(KindEgressDenied)
 )
 
 // ErrPageLimit is returned by the paging helpers when the page budget ran out before the last page:
@@ -213,7 +228,7 @@ func KindOf(err error) Kind {
 // configuration or credentials. Activities map false to a non-retryable Temporal error.
 func Retryable(err error) bool {
 	switch KindOf(err) {
-	case KindRateLimited, KindServer, KindTransport, KindConflict, KindUnauthorized, KindTokenPersist:
+	case KindRateLimited, KindServer, KindTransport, KindTLS, KindConflict, KindUnauthorized, KindTokenPersist:
 		return true
 	}
 	return false

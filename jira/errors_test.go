@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,6 +27,7 @@ func TestErrorClassification(t *testing.T) {
 		retryAfter time.Duration
 		reason     string
 		contains   string
+		absent     string
 		fields     []string
 	}{
 		{name: "400 field error (recorded Cloud create)", route: "POST /rest/api/3/issue",
@@ -53,7 +55,7 @@ func TestErrorClassification(t *testing.T) {
 		{name: "413", route: "POST /rest/api/3/search/jql", resp: canned{status: 413, body: `{"errorMessages":["limit"],"errors":{}}`}, call: search, kind: KindBadRequest},
 		{name: "401 plain text with API token", route: "GET /rest/api/3/myself",
 			resp: canned{status: 401, header: map[string]string{"Content-Type": "text/plain;charset=UTF-8"}, body: "Client must be authenticated to access this resource."},
-			call: myself, kind: KindReauthRequired, contains: "Client must be authenticated"},
+			call: myself, kind: KindReauthRequired, contains: "non-JSON error body (text/plain, 53 bytes)", absent: "Client must be authenticated"},
 		{name: "429 seconds", route: "POST /rest/api/3/search/jql",
 			resp: canned{status: 429, header: map[string]string{"Retry-After": "7", "RateLimit-Reason": "jira-burst-based"}, body: ``},
 			call: search, kind: KindRateLimited, retryAfter: 7 * time.Second, reason: "jira-burst-based"},
@@ -72,7 +74,14 @@ func TestErrorClassification(t *testing.T) {
 			call: search, kind: KindServer, contains: "non-JSON error body (text/html"},
 		{name: "302 to login", route: "GET /rest/api/3/myself",
 			resp: canned{status: 302, header: map[string]string{"Location": "https://sso.example.com/login?next=x"}},
-			call: myself, kind: KindConfig, contains: "sso.example.com"},
+			call: myself, kind: KindConfig, contains: "unexpected redirect", absent: "sso.example.com"},
+		// JSON that is not Jira's error shape is some other service's: described, not relayed.
+		{name: "500 foreign json", route: "POST /rest/api/3/search/jql",
+			resp: canned{status: 500, header: map[string]string{"Content-Type": "application/json"}, body: `{"status":"down","message":"redis at 10.1.2.3:6379 refused"}`},
+			call: search, kind: KindServer, contains: "non-Jira error body (application/json", absent: "10.1.2.3"},
+		{name: "404 plain text banner", route: "GET /rest/api/3/myself",
+			resp: canned{status: 404, header: map[string]string{"Content-Type": "text/plain"}, body: "404 page not found (internal-admin v2.3.1)"},
+			call: myself, kind: KindNotFound, contains: "non-JSON error body (text/plain", absent: "internal-admin"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +106,9 @@ func TestErrorClassification(t *testing.T) {
 			}
 			if tt.contains != "" && !strings.Contains(err.Error(), tt.contains) {
 				t.Errorf("error %q does not contain %q", err, tt.contains)
+			}
+			if tt.absent != "" && strings.Contains(err.Error(), tt.absent) {
+				t.Errorf("error %q contains %q", err, tt.absent)
 			}
 			if tt.fields != nil && strings.Join(je.CustomFields(), ",") != strings.Join(tt.fields, ",") {
 				t.Errorf("custom fields = %v", je.CustomFields())
@@ -334,32 +346,61 @@ func TestSecretRedaction(t *testing.T) {
 }
 
 // A server (or proxy) that echoes the request's Authorization header into its error body must
-// not get the credential into our error strings.
+// not get the credential into our error strings: Jira-shaped error JSON is kept with the
+// credential redacted, and any other body is only described, its redacted excerpt logged.
 func TestErrorsScrubEchoedCredentials(t *testing.T) {
-	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		_, cred, _ := strings.Cut(h, " ")
-		w.Header().Set("Content-Type", "text/plain")
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = fmt.Fprintf(w, "bad request with header %s (credential %s)", h, cred)
-	}))
-	defer echo.Close()
-	for _, c := range []*Client{newTestClient(t, Cloud, echo.URL, nil), newTestClient(t, DataCenter, echo.URL, nil)} {
-		_, err := c.Myself(context.Background())
-		if KindOf(err) != KindBadRequest {
-			t.Fatalf("err = %v", err)
+	echo := func(jsonBody bool) *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := r.Header.Get("Authorization")
+			_, cred, _ := strings.Cut(h, " ")
+			text := fmt.Sprintf("bad request with header %s (credential %s)", h, cred)
+			if jsonBody {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				_ = json.NewEncoder(w).Encode(map[string]any{"errorMessages": []string{text}, "errors": map[string]string{}})
+				return
+			}
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusBadRequest)
+			_, _ = io.WriteString(w, text)
+		}))
+	}
+	for _, jsonBody := range []bool{true, false} {
+		srv := echo(jsonBody)
+		defer srv.Close()
+		var logs bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		for _, cfg := range []Config{
+			{Flavor: Cloud, BaseURL: srv.URL, Auth: APIToken(testEmail, NewSecret(testToken)), Logger: logger},
+			{Flavor: DataCenter, BaseURL: srv.URL, Auth: PAT(NewSecret(testToken)), Logger: logger},
+		} {
+			c, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = c.Myself(context.Background())
+			if KindOf(err) != KindBadRequest {
+				t.Fatalf("err = %v", err)
+			}
+			basic := "Basic " // the base64 of email:token must be scrubbed too
+			msg := err.Error()
+			if jsonBody != strings.Contains(msg, "[REDACTED]") {
+				t.Errorf("json body %v: redaction marker in %q", jsonBody, msg)
+			}
+			if !jsonBody && (strings.Contains(msg, "bad request with header") || !strings.Contains(msg, "non-JSON error body (text/plain")) {
+				t.Errorf("a non-Jira body reached the error: %q", msg)
+			}
+			assertNoSecret(t, "echoed error", msg, testToken)
+			if i := strings.Index(msg, basic); i >= 0 && !strings.HasPrefix(msg[i+len(basic):], "[REDACTED]") {
+				t.Errorf("basic credential not scrubbed: %q", msg)
+			}
+			for _, verb := range []string{"%v", "%+v", "%#v"} {
+				assertNoSecret(t, "formatted error", fmt.Sprintf(verb, err), testToken)
+			}
 		}
-		basic := "Basic " // the base64 of email:token must be scrubbed too
-		msg := err.Error()
-		if !strings.Contains(msg, "[REDACTED]") {
-			t.Errorf("expected redaction marker in %q", msg)
-		}
-		assertNoSecret(t, "echoed error", msg, testToken)
-		if i := strings.Index(msg, basic); i >= 0 && !strings.HasPrefix(msg[i+len(basic):], "[REDACTED]") {
-			t.Errorf("basic credential not scrubbed: %q", msg)
-		}
-		for _, verb := range []string{"%v", "%+v", "%#v"} {
-			assertNoSecret(t, "formatted error", fmt.Sprintf(verb, err), testToken)
+		assertNoSecret(t, "logs", logs.String(), testToken)
+		if !jsonBody && (!strings.Contains(logs.String(), "non-Jira error body") || !strings.Contains(logs.String(), "[REDACTED]")) {
+			t.Errorf("the non-Jira body's redacted excerpt is not logged: %s", logs.String())
 		}
 	}
 }

@@ -65,7 +65,8 @@ type OAuthApp struct {
 	// APIBaseURL hosts /oauth/token/accessible-resources and the /ex/jira gateway
 	// (default https://api.atlassian.com).
 	APIBaseURL string
-	// HTTPClient defaults to a client that does not follow redirects.
+	// HTTPClient defaults to a client that does not follow redirects (and reaches any address);
+	// the services pass the egress policy's client (egress.Policy.HTTPClient).
 	HTTPClient *http.Client
 	// MaxResponseBytes bounds token and resource responses (default 1 MiB).
 	MaxResponseBytes int64
@@ -269,6 +270,8 @@ func tokenError(op string, res *oauthResponse, scrub []string) *Error {
 		}
 		e.Messages = []string{m}
 	} else {
+		// The token endpoint is the operator's (JIRA_AUTH_URL); a body that is not its error
+		// JSON is still only described, like any other.
 		parseErrorBody(e, res.header, res.body)
 		for i := range e.Messages {
 			e.Messages[i] = redactValues(e.Messages[i], scrub)
@@ -332,11 +335,17 @@ func (a *OAuthApp) send(ctx context.Context, op, method, target, logPath string,
 			err = ue.Err
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = ctxErr
-		} else {
-			err = redactedError{msg: redactValues(err.Error(), scrub), cause: err}
+			return nil, &Error{Kind: KindTransport, Op: op, Method: method, Path: logPath, Err: ctxErr}
 		}
-		return nil, &Error{Kind: KindTransport, Op: op, Method: method, Path: logPath, Err: err}
+		// As for Jira calls: the category in the error, the raw cause in the log.
+		kind, msg := transportFailure(err)
+		level := slog.LevelInfo
+		if kind == KindEgressDenied {
+			level = slog.LevelWarn
+		}
+		a.logger().LogAttrs(ctx, level, "oauth call failed", slog.String("op", op), slog.String("path", logPath),
+			slog.String("kind", string(kind)), slog.String("cause", redactValues(err.Error(), scrub)), slog.Duration("elapsed", time.Since(start)))
+		return nil, &Error{Kind: kind, Op: op, Method: method, Path: logPath, Err: redactedError{msg: msg, cause: err}}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	limit := a.MaxResponseBytes
@@ -347,8 +356,11 @@ func (a *OAuthApp) send(ctx context.Context, op, method, target, logPath string,
 	a.logger().LogAttrs(ctx, slog.LevelDebug, "oauth call", slog.String("op", op), slog.String("path", logPath),
 		slog.Int("status", resp.StatusCode), slog.Duration("elapsed", time.Since(start)))
 	if err != nil {
-		return nil, &Error{Kind: KindTransport, Op: op, Method: method, Path: logPath, Status: resp.StatusCode, Detail: "read response body",
-			Err: redactedError{msg: redactValues(err.Error(), scrub), cause: err}}
+		kind, msg := transportFailure(err)
+		a.logger().LogAttrs(ctx, slog.LevelInfo, "oauth call failed", slog.String("op", op), slog.String("path", logPath),
+			slog.Int("status", resp.StatusCode), slog.String("kind", string(kind)), slog.String("cause", redactValues(err.Error(), scrub)))
+		return nil, &Error{Kind: kind, Op: op, Method: method, Path: logPath, Status: resp.StatusCode, Detail: "read response body",
+			Err: redactedError{msg: msg, cause: err}}
 	}
 	if int64(len(data)) > limit {
 		return nil, &Error{Kind: KindResponseTooLarge, Op: op, Method: method, Path: logPath, Status: resp.StatusCode, Detail: fmt.Sprintf("response body exceeds %d bytes", limit)}

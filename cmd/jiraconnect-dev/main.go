@@ -34,6 +34,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/config"
 	"github.com/jiraconnect/jiraconnect/db"
 	"github.com/jiraconnect/jiraconnect/devstack"
+	"github.com/jiraconnect/jiraconnect/egress"
 )
 
 func main() {
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string) error {
 		"LOCAL_KEYRING_DIR": *dataDir,
 		"TEMPORAL_ADDRESS":  net.JoinHostPort("127.0.0.1", strconv.Itoa(*temporalPort)),
 		"LOG_FORMAT":        "text",
+		// Jira in development is the simulator or a trial Data Center on this machine.
+		egress.EnvVar: egress.Loopback,
 	}
 	var sim *devstack.Simulator
 	if *demo {
