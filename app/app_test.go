@@ -30,7 +30,8 @@ func TestMain(m *testing.M) { os.Exit(dbtest.Run(m, &testDB)) }
 func newCore(t *testing.T, env map[string]string) *app.Core {
 	t.Helper()
 	vars := map[string]string{
-		"DATABASE_URL":             testDB.OwnerURL,
+		"DATABASE_URL":             testDB.AppURL,
+		"DATABASE_OWNER_URL":       testDB.OwnerURL,
 		"LOCAL_KEYRING_DIR":        t.TempDir(),
 		"JIRA_OAUTH_CLIENT_ID":     "client-id",
 		"JIRA_OAUTH_CLIENT_SECRET": "client-secret",

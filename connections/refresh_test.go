@@ -19,6 +19,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/db"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/db/dbtest"
+	"github.com/jiraconnect/jiraconnect/egress"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 	"github.com/jiraconnect/jiraconnect/seal"
@@ -78,7 +79,12 @@ func setupOAuthConnection(t *testing.T) *oauthBundle {
 
 // process is what one API or worker process holds: its own Service, hence its own token sources.
 func (b *oauthBundle) process() *connections.Service {
-	return &connections.Service{DB: b.db, Sealer: b.sealer, OAuth: b.app, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	allow, err := egress.ParseAllowList(egress.Loopback)
+	if err != nil {
+		panic(err)
+	}
+	return &connections.Service{DB: b.db, Sealer: b.sealer, OAuth: b.app, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		HTTPClient: egress.New(allow, egress.Options{}).HTTPClient()}
 }
 
 // tokenCalls returns how many token-endpoint calls the site answered, and how many it refused.

@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,6 +41,9 @@ type probe struct {
 	contentType string // default application/json when body is set
 	status      int    // the status the API must answer
 	field       string // the field its error must name ("" when none is named)
+	code        string // the error code it must carry ("" when any will do)
+	// leaks are texts the answer must not contain (internal addresses, banners, redirect targets).
+	leaks []string
 }
 
 // tally is one group's line of the table.
@@ -235,20 +241,29 @@ func (s *stack) runProbes(rep *securityReport, orgID uuid.UUID, probes []probe) 
 			failure = fmt.Sprintf("%s: answered %d %.300s, want %d", p.name, r.status, r.raw, p.status)
 		case p.field != "" && r.str("error", "field") != p.field:
 			failure = fmt.Sprintf("%s: error names field %q, want %q (%.200s)", p.name, r.str("error", "field"), p.field, r.raw)
+		case p.code != "" && r.str("error", "code") != p.code:
+			failure = fmt.Sprintf("%s: error code %q, want %q (%.200s)", p.name, r.str("error", "code"), p.code, r.raw)
 		case r.str("error", "message") == "":
 			failure = fmt.Sprintf("%s: no error message (%.200s)", p.name, r.raw)
+		}
+		for _, leak := range p.leaks {
+			if strings.Contains(r.raw, leak) {
+				failure = strings.TrimPrefix(failure+"; ", "; ") + fmt.Sprintf("%s: the answer reveals %q", p.name, leak)
+			}
 		}
 		if written > 0 {
 			failure = strings.TrimPrefix(failure+"; ", "; ") + fmt.Sprintf("%s: wrote %d rows", p.name, written)
 		}
-		rep.record(p.group, err == nil && r.status == p.status && (p.field == "" || r.str("error", "field") == p.field), written, failure)
+		rep.record(p.group, failure == "", written, failure)
 	}
 }
 
 // TestSecuritySuite drives the real API process with hostile input and races.
 func TestSecuritySuite(t *testing.T) {
 	t.Parallel()
-	s := newStack(t, stackOptions{})
+	// The simulators listen on 127.0.0.1, the only address the egress policy admits here; the rest
+	// of loopback stands for the internal network an attacker aims at.
+	s := newStack(t, stackOptions{env: map[string]string{"JIRA_EGRESS_ALLOW": "127.0.0.1"}})
 	sim := s.startSim(simSpec{name: "jira-security", flavor: "cloud", issues: 200})
 	dcSim := s.startSim(simSpec{name: "jira-security-dc", flavor: "datacenter", issues: 20})
 	o := s.newOrg("security")
@@ -268,6 +283,7 @@ func TestSecuritySuite(t *testing.T) {
 
 	s.quiesce(o.id)
 	rep := &securityReport{}
+	s.egressProbes(rep, o, conn, token, pat)
 	s.runProbes(rep, o.id, hostileInputProbes(o.key, conn, "/v1/findings/"+f.str("id"), sim.URL, dcSim.URL, token, pat))
 	s.approvalRaces(rep, o, c.id)
 	s.keyProbes(rep, o)
@@ -339,7 +355,7 @@ func hostileInputProbes(key, conn, finding, cloudURL, dcURL, token, pat string) 
 		{group: g, name: "wrong media type", method: "POST", path: "/v1/api-keys", key: key, body: `{"name":"ci","role":"member"}`,
 			contentType: "text/plain", status: http.StatusUnsupportedMediaType},
 		{group: g, name: "oversized body", method: "POST", path: "/v1/findings", key: key,
-			body: `{"external_id":"x-1","title":"a","severity":"high","status":"open","excerpt":"` + strings.Repeat("a", 2<<20) + `"}`,
+			body:   `{"external_id":"x-1","title":"a","severity":"high","status":"open","excerpt":"` + strings.Repeat("a", 2<<20) + `"}`,
 			status: http.StatusRequestEntityTooLarge},
 	}
 }
@@ -487,5 +503,74 @@ func (s *stack) keyProbes(rep *securityReport, o org) {
 			body: `{"name":"x","role":"member","expires_at":"2020-01-01T00:00:00Z"}`, status: http.StatusBadRequest, field: "expires_at"},
 		{group: g, name: "both expiry forms", method: "POST", path: "/v1/api-keys", key: o.key,
 			body: `{"name":"x","role":"member","expires_in":"1h","expires_at":"2099-01-01T00:00:00Z"}`, status: http.StatusBadRequest, field: "expires_at"},
+	})
+}
+
+// egressProbes: a tenant cannot make the server reach the internal network. Every hostile site URL
+// is refused before anything is stored or sent (the canary on 127.0.0.2 must never be contacted),
+// and a site that redirects inward is not followed and not named.
+func (s *stack) egressProbes(rep *securityReport, o org, conn, token, pat string) {
+	const g = "egress / SSRF (§1)"
+	var hits sync.Map
+	hit := func(name string) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			hits.Store(name, true)
+			w.Header().Set("Content-Type", "text/plain")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, "internal admin console — token store at /secrets")
+		})
+	}
+	ln, err := net.Listen("tcp", "127.0.0.2:0")
+	if err != nil {
+		s.t.Fatalf("listen on 127.0.0.2 (the canary): %v", err)
+	}
+	canary := &http.Server{Handler: hit("127.0.0.2"), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = canary.Serve(ln) }()
+	s.t.Cleanup(func() { _ = canary.Close() })
+	port := ln.Addr().(*net.TCPAddr).Port
+	// A Jira-looking site on the admitted address that redirects to the canary.
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, fmt.Sprintf("http://127.0.0.2:%d/secret-admin", port), http.StatusFound)
+	}))
+	s.t.Cleanup(redirector.Close)
+
+	token, pat = jsonEscape(token), jsonEscape(pat)
+	var probes []probe
+	hostile := []string{
+		fmt.Sprintf("http://127.0.0.2:%d", port),
+		fmt.Sprintf("http://[::1]:%d", port),
+		fmt.Sprintf("http://[::ffff:127.0.0.2]:%d", port),
+		fmt.Sprintf("http://2130706434:%d", port), // 127.0.0.2 in decimal
+		fmt.Sprintf("http://0x7f.0.0.2:%d", port),
+		fmt.Sprintf("http://0177.0.0.2:%d", port),
+		fmt.Sprintf("http://127.2:%d", port),
+		"https://169.254.169.254",
+		"https://[fd00:ec2::254]",
+		"https://[fe80::1%25eth0]",
+		"https://10.0.0.5",
+		"https://172.16.0.1",
+		"https://192.168.1.1",
+		"https://100.64.0.1",
+		"https://0.0.0.0",
+		"https://224.0.0.1",
+		"https://[::]",
+		"https://[64:ff9b::a9fe:a9fe]", // NAT64 form of 169.254.169.254
+	}
+	for _, site := range hostile {
+		probes = append(probes,
+			probe{group: g, name: "token connection to " + site, method: "POST", path: "/v1/connections", key: o.key,
+				body:   `{"kind":"cloud_token","site_url":"` + site + `","email":"admin@example.com","api_token":"` + token + `"}`,
+				status: http.StatusBadRequest, field: "site_url", leaks: []string{"internal admin console", "dial tcp", "connection refused"}},
+			probe{group: g, name: "PAT connection to " + site, method: "POST", path: "/v1/connections", key: o.key,
+				body:   `{"kind":"datacenter_pat","site_url":"` + site + `","pat":"` + pat + `"}`,
+				status: http.StatusBadRequest, field: "site_url", leaks: []string{"internal admin console", "dial tcp", "connection refused"}})
+	}
+	probes = append(probes, probe{group: g, name: "a site that redirects to an internal address", method: "POST", path: "/v1/connections", key: o.key,
+		body:   `{"kind":"datacenter_pat","site_url":"` + redirector.URL + `","pat":"` + pat + `"}`,
+		status: http.StatusBadGateway, code: "jira_unreachable", leaks: []string{"127.0.0.2", "secret-admin", strconv.Itoa(port)}})
+	s.runProbes(rep, o.id, probes)
+	hits.Range(func(k, _ any) bool {
+		rep.record(g, false, 0, fmt.Sprintf("the canary at %v was contacted", k))
+		return true
 	})
 }
