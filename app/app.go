@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
@@ -160,14 +161,27 @@ func (c *Core) DialTemporal(ctx context.Context) (client.Client, error) {
 	})
 }
 
+// TemporalReady reports whether this process can do its work through Temporal: the frontend
+// answers, and the namespace's task queue is served (DescribeTaskQueue goes through matching,
+// which every workflow start, update and task needs). A frontend that answers health checks while
+// the rest of the cluster is still joining is not ready.
+func (c *Core) TemporalReady(tc client.Client) api.PingFunc {
+	return func(ctx context.Context) error {
+		if _, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			return fmt.Errorf("temporal frontend: %w", err)
+		}
+		if _, err := tc.DescribeTaskQueue(ctx, c.Config.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW); err != nil {
+			return fmt.Errorf("temporal task queue %s in namespace %s: %w", c.Config.TaskQueue, c.Config.TemporalNamespace, err)
+		}
+		return nil
+	}
+}
+
 // NewAPI builds the HTTP API.
 func (c *Core) NewAPI(tc client.Client) *api.Server {
 	var temporalPing api.Pinger
 	if tc != nil {
-		temporalPing = api.PingFunc(func(ctx context.Context) error {
-			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-			return err
-		})
+		temporalPing = c.TemporalReady(tc)
 	}
 	return api.New(api.Deps{
 		Log:            c.Log,
@@ -256,7 +270,8 @@ func (c *Core) RunWorker(ctx context.Context, tc client.Client) error {
 		if err := c.DB.Ping(rctx); err != nil {
 			return ec.JSON(http.StatusServiceUnavailable, map[string]string{"postgres": "unreachable"})
 		}
-		if _, err := tc.CheckHealth(rctx, &client.CheckHealthRequest{}); err != nil {
+		if err := c.TemporalReady(tc)(rctx); err != nil {
+			c.Log.WarnContext(rctx, "readiness check failed", "dependency", "temporal", "err", err)
 			return ec.JSON(http.StatusServiceUnavailable, map[string]string{"temporal": "unreachable"})
 		}
 		return ec.JSON(http.StatusOK, map[string]string{"postgres": "ok", "temporal": "ok"})

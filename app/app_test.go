@@ -10,9 +10,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/server/temporaltest"
 
 	"github.com/jiraconnect/jiraconnect/app"
 	"github.com/jiraconnect/jiraconnect/audit"
@@ -102,4 +105,29 @@ func TestCoreRoutesEveryJiraCallThroughTheEgressPolicy(t *testing.T) {
 	_, err = c.Myself(context.Background())
 	require.NoError(t, err)
 	assert.EqualValues(t, 1, hits.Load())
+}
+
+// Ready means the task queue is served: a frontend that answers health checks is not enough when
+// the namespace the process works in does not exist (or matching cannot serve it yet).
+func TestTemporalReadinessNeedsTheTaskQueue(t *testing.T) {
+	ts := temporaltest.NewServer(temporaltest.WithT(t))
+	for _, tc := range []struct {
+		namespace string
+		ready     bool
+	}{{ts.GetDefaultNamespace(), true}, {"no-such-namespace", false}} {
+		core := newCore(t, map[string]string{"TEMPORAL_ADDRESS": ts.GetFrontendHostPort(), "TEMPORAL_NAMESPACE": tc.namespace})
+		c, err := client.Dial(client.Options{HostPort: ts.GetFrontendHostPort(), Namespace: tc.namespace})
+		require.NoError(t, err)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, healthErr := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		require.NoError(t, healthErr, "the frontend answers either way")
+		err = core.TemporalReady(c)(ctx)
+		cancel()
+		c.Close()
+		if tc.ready {
+			assert.NoError(t, err, tc.namespace)
+		} else {
+			assert.ErrorContains(t, err, "no-such-namespace", "namespace %s", tc.namespace)
+		}
+	}
 }

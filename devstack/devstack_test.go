@@ -2,16 +2,20 @@ package devstack
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"go.temporal.io/sdk/client"
+	sdkworker "go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
@@ -101,3 +105,60 @@ func TestTemporalStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("workflow status after restart: %s", st)
 	}
 }
+
+// A restarted dev stack serves at once: a workflow started right after a restart runs to
+// completion through matching, history and a worker within seconds. With new internal ports on
+// every start, ringpop spent its 30 s maximum join duration on the previous run's addresses and
+// the first update took about 45 s.
+func TestRestartedServerServesAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the Temporal server three times")
+	}
+	dir := t.TempDir()
+	port := freePort(t)
+	var ports []int
+	for round := 1; round <= 3; round++ {
+		srv, err := StartTemporal(TemporalOptions{DataDir: dir, FrontendPort: port})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []int
+		if b, err := os.ReadFile(filepath.Join(dir, servicePortsFile)); err != nil || json.Unmarshal(b, &got) != nil || len(got) != 7 {
+			t.Fatalf("round %d: no remembered service ports (%v)", round, err)
+		}
+		if ports != nil && !slices.Equal(got, ports) {
+			t.Fatalf("round %d: internal ports changed across a restart: %v, then %v", round, ports, got)
+		}
+		ports = got
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := WaitReady(ctx, srv.HostPort); err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.DialContext(ctx, client.Options{HostPort: srv.HostPort, Namespace: "default"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := sdkworker.New(c, "devstack-restart", sdkworker.Options{})
+		w.RegisterWorkflowWithOptions(echoWorkflow, workflow.RegisterOptions{Name: "echo"})
+		if err := w.Start(); err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "devstack-restart"}, "echo", round)
+		var out int
+		if err == nil {
+			err = run.Get(ctx, &out)
+		}
+		cancel()
+		w.Stop()
+		c.Close()
+		if stopErr := srv.Stop(); stopErr != nil {
+			t.Fatal(stopErr)
+		}
+		if err != nil || out != round {
+			t.Fatalf("round %d: a workflow did not complete within 10 s of the start (%v after the start: %v, %d)", round, time.Since(began), err, out)
+		}
+	}
+}
+
+func echoWorkflow(_ workflow.Context, n int) (int, error) { return n, nil }

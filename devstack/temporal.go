@@ -87,7 +87,13 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		return nil, fmt.Errorf("register namespace %s: %w", opts.Namespace, err)
 	}
 
-	ports, err := servicePorts(opts.DataDir, opts.IP, 8)
+	ports, err := servicePorts(opts.DataDir, opts.IP, 7)
+	if err != nil {
+		return nil, err
+	}
+	// The metrics listener is not part of membership and the server does not release it on Stop,
+	// so it gets a fresh port every start.
+	metricsPort, err := freePorts(opts.IP, 1)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +105,7 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		Global: config.Global{
 			Membership: config.Membership{MaxJoinDuration: 30 * time.Second, BroadcastAddress: opts.IP},
 			Metrics: &metrics.Config{Prometheus: &metrics.PrometheusConfig{
-				ListenAddress: net.JoinHostPort(opts.IP, strconv.Itoa(ports[0])), HandlerPath: "/metrics"}},
+				ListenAddress: net.JoinHostPort(opts.IP, strconv.Itoa(metricsPort[0])), HandlerPath: "/metrics"}},
 		},
 		Persistence: config.Persistence{
 			DefaultStore:     sqliteplugin.PluginName,
@@ -118,10 +124,10 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 		},
 		DCRedirectionPolicy: config.DCRedirectionPolicy{Policy: "noop"},
 		Services: map[string]config.Service{
-			"frontend": svc(opts.FrontendPort, ports[1]),
-			"history":  svc(ports[2], ports[3]),
-			"matching": svc(ports[4], ports[5]),
-			"worker":   svc(ports[6], ports[7]),
+			"frontend": svc(opts.FrontendPort, ports[0]),
+			"history":  svc(ports[1], ports[2]),
+			"matching": svc(ports[3], ports[4]),
+			"worker":   svc(ports[5], ports[6]),
 		},
 		Archival: config.Archival{
 			History:    config.HistoryArchival{State: "disabled"},
@@ -176,8 +182,8 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 // Stop shuts the server down.
 func (t *Temporal) Stop() error { return t.server.Stop() }
 
-// servicePorts returns the ports of the server's internal services (metrics, membership and the
-// gRPC ports other than the frontend's): the ones this data directory used last time when they are
+// servicePorts returns the ports of the server's internal services (membership, and the gRPC
+// ports other than the frontend's): the ones this data directory used last time when they are
 // all free, otherwise n new free ones, which are remembered for next time.
 //
 // Keeping them stable is what makes a restart fast. The single node's membership records in the
@@ -188,8 +194,16 @@ func (t *Temporal) Stop() error { return t.server.Stop() }
 func servicePorts(dataDir, ip string, n int) ([]int, error) {
 	path := filepath.Join(dataDir, servicePortsFile)
 	var saved []int
-	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &saved) == nil && len(saved) == n && portsFree(ip, saved) {
-		return saved, nil
+	if b, err := os.ReadFile(path); err == nil && json.Unmarshal(b, &saved) == nil && len(saved) == n {
+		// A server stopped a moment ago may still be letting go of its listeners.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if portsFree(ip, saved) {
+				return saved, nil
+			}
+			if time.Now().After(deadline) {
+				break
+			}
+		}
 	}
 	ports, err := freePorts(ip, n)
 	if err != nil {
