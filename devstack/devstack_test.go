@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -162,3 +165,67 @@ func TestRestartedServerServesAtOnce(t *testing.T) {
 }
 
 func echoWorkflow(_ workflow.Context, n int) (int, error) { return n, nil }
+
+// syncBuffer is a log sink the server writes to from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// A clean stop prints nothing alarming: the services' complaints about each other leaving
+// (matching's "error fetching user data from parent", clients' dial errors) stay out of the log.
+func TestStopIsQuiet(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the Temporal server")
+	}
+	logs := &syncBuffer{}
+	srv, err := StartTemporal(TemporalOptions{DataDir: t.TempDir(), FrontendPort: freePort(t), LogOutput: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := WaitReady(ctx, srv.HostPort); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: srv.HostPort, Namespace: "default"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := sdkworker.New(c, "devstack-quiet", sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(echoWorkflow, workflow.RegisterOptions{Name: "echo"})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "devstack-quiet"}, "echo", 1)
+	if err == nil {
+		err = run.Get(ctx, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Stop()
+	c.Close()
+	before := len(logs.String())
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // late goroutines of the stopped services
+	for _, line := range strings.Split(logs.String()[before:], "\n") {
+		if strings.Contains(line, `"level":"error"`) || strings.Contains(line, `"level":"warn"`) {
+			t.Errorf("logged while stopping: %.300s", line)
+		}
+	}
+}

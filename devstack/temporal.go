@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/jiraconnect/jiraconnect/worker"
 )
@@ -38,14 +41,20 @@ type TemporalOptions struct {
 	FrontendPort int
 	Namespace    string
 	// LogLevel is the server's own log level (zap: debug, info, warn, error, fatal); "warn" when
-	// empty. The server logs JSON to stdout.
+	// empty. The server logs JSON to LogOutput.
 	LogLevel string
+	// LogOutput receives the server's log lines; os.Stdout when nil.
+	LogOutput io.Writer
 }
 
 // Temporal is a running embedded server.
 type Temporal struct {
 	server   temporal.Server
 	HostPort string
+	// level is the server's log level, raised while it stops: its services report each other's
+	// departure as errors (matching cannot reach its partitions' parents, clients cannot dial a
+	// service that just closed), which on a clean stop alarms without informing.
+	level zap.AtomicLevel
 }
 
 // StartTemporal creates the SQLite schema on first run, registers the namespace with
@@ -144,7 +153,13 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 	if opts.LogLevel == "" {
 		opts.LogLevel = "warn"
 	}
-	logger := tlog.NewZapLogger(tlog.BuildZapLogger(tlog.Config{Stdout: true, Level: opts.LogLevel, Format: "json"}))
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stdout
+	}
+	level := zap.NewAtomicLevelAt(tlog.ParseZapLevel(opts.LogLevel))
+	encoding := tlog.DefaultZapEncoderConfig
+	encoding.CallerKey, encoding.EncodeCaller = zapcore.OmitKey, nil
+	logger := tlog.NewZapLogger(zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(encoding), zapcore.AddSync(opts.LogOutput), level)))
 	authorizer, err := authorization.GetAuthorizerFromConfig(&cfg.Global.Authorization)
 	if err != nil {
 		return nil, fmt.Errorf("temporal authorizer: %w", err)
@@ -176,11 +191,14 @@ func StartTemporal(opts TemporalOptions) (*Temporal, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
-	return &Temporal{server: srv, HostPort: frontendAddr}, nil
+	return &Temporal{server: srv, HostPort: frontendAddr, level: level}, nil
 }
 
-// Stop shuts the server down.
-func (t *Temporal) Stop() error { return t.server.Stop() }
+// Stop shuts the server down quietly: only fatal problems are logged while it stops.
+func (t *Temporal) Stop() error {
+	t.level.SetLevel(zapcore.FatalLevel)
+	return t.server.Stop()
+}
 
 // servicePorts returns the ports of the server's internal services (membership, and the gRPC
 // ports other than the frontend's): the ones this data directory used last time when they are

@@ -50,6 +50,8 @@ var (
 type LocalKeyring struct {
 	master []byte
 	keyID  string
+	// dir is the keyring's directory, absolute, named when a key from another keyring is met.
+	dir string
 }
 
 // OpenLocalKeyring loads the master key from dataDir/seal-master.key, creating the directory
@@ -73,7 +75,11 @@ func OpenLocalKeyring(dataDir string) (*LocalKeyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open local keyring: read master key %s: %w", path, err)
 	}
-	return newLocalKeyring(master), nil
+	k := newLocalKeyring(master)
+	if k.dir, err = filepath.Abs(dataDir); err != nil {
+		k.dir = dataDir
+	}
+	return k, nil
 }
 
 func newLocalKeyring(master []byte) *LocalKeyring {
@@ -206,8 +212,9 @@ func (k *LocalKeyring) Decrypt(ctx context.Context, orgID uuid.UUID, wrapped []b
 		return nil, fmt.Errorf("unwrap local data key for org %s: %w", orgID, err)
 	}
 	if keyID != k.keyID {
-		return nil, fmt.Errorf("unwrap local data key for org %s: %w: wrapped under key %q, this keyring is %q",
-			orgID, ErrUnwrap, keyID, k.keyID)
+		return nil, fmt.Errorf("unwrap local data key for org %s: %w: it was wrapped by the local master key %q, but the keyring in %s "+
+			"(LOCAL_KEYRING_DIR) holds %q: every process of one database must use the same keyring directory "+
+			"(the dev stack prints the one it uses when it starts)", orgID, ErrUnwrap, keyID, k.location(), k.keyID)
 	}
 	const nonceSize = 12
 	aead, err := newGCM(k.master)
@@ -227,6 +234,17 @@ func (k *LocalKeyring) Decrypt(ctx context.Context, orgID uuid.UUID, wrapped []b
 	}
 	return dk, nil
 }
+
+// location names the keyring's directory for error messages.
+func (k *LocalKeyring) location() string {
+	if k.dir == "" {
+		return "this process's keyring"
+	}
+	return k.dir
+}
+
+// Dir is the keyring's directory (absolute).
+func (k *LocalKeyring) Dir() string { return k.dir }
 
 // aad binds a wrapped key to this master key's id and to the org.
 func (k *LocalKeyring) aad(orgID uuid.UUID) []byte {

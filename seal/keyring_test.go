@@ -272,3 +272,33 @@ func TestProviderAndConfigRedaction(t *testing.T) {
 		t.Errorf("non-secret identifiers should remain visible:\n%s", s)
 	}
 }
+
+// A process whose LOCAL_KEYRING_DIR is not the keyring an organization was created with is told
+// which keyring it has and which key it needs, instead of a bare decryption failure.
+func TestKeyringMismatchNamesTheKeyring(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	a, err := seal.OpenLocalKeyring(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dirB := t.TempDir()
+	b, err := seal.OpenLocalKeyring(dirB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	org := uuid.New()
+	dk, err := a.GenerateDataKey(ctx, org)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Decrypt(ctx, org, dk.Wrapped, dk.KeyID)
+	if !errors.Is(err, seal.ErrUnwrap) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{dirB, "LOCAL_KEYRING_DIR", a.KeyID(), b.KeyID()} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not name %q", err, want)
+		}
+	}
+}

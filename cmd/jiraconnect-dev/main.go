@@ -44,6 +44,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "jiraconnect-dev:", err)
 		os.Exit(1)
 	}
+	// Printed once everything, the embedded Temporal server included, has stopped.
+	fmt.Fprintln(os.Stderr, "jiraconnect-dev: stopped")
 }
 
 func run(ctx context.Context, args []string) error {
@@ -72,15 +74,7 @@ func run(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	// The dev stack defaults the keyring into its data directory and the Temporal address to the
-	// embedded server, unless the environment says otherwise.
-	defaults := map[string]string{
-		"LOCAL_KEYRING_DIR": *dataDir,
-		"TEMPORAL_ADDRESS":  net.JoinHostPort("127.0.0.1", strconv.Itoa(*temporalPort)),
-		"LOG_FORMAT":        "text",
-		// Jira in development is the simulator or a trial Data Center on this machine.
-		egress.EnvVar: egress.Loopback,
-	}
+	defaults := devDefaults(*temporalPort)
 	var sim *devstack.Simulator
 	if *demo {
 		var err error
@@ -161,18 +155,16 @@ func run(ctx context.Context, args []string) error {
 	g.Go(func() error { return core.RunAPI(gctx, tc) })
 	g.Go(func() error { return core.RunWorker(gctx, tc) })
 
-	fmt.Fprintf(os.Stderr, `
-jiraconnect dev stack is up (%s)
-  API            http://localhost%s   (try: curl localhost%s/readyz)
-  Temporal UI    %s
-  Temporal gRPC  %s   namespace %q, task queue %q
-  Postgres       %s   (as the schema owner: %s)
-  Data dir       %s
-Create an organization:  go run ./cmd/jiraconnect orgs create --name "Acme"
-Press Ctrl-C to stop.
-
-`, time.Since(start).Round(time.Millisecond), cfg.APIAddr, cfg.APIAddr, ui.URL, tsrv.HostPort, cfg.TemporalNamespace,
-		cfg.TaskQueue, redactURL(cfg.DatabaseURL), redactURL(cfg.DatabaseOwnerURL), absData)
+	keyring, err := filepath.Abs(cfg.LocalKeyringDir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(os.Stderr, banner(bannerInfo{
+		elapsed: time.Since(start), api: localURL(cfg.APIAddr), ops: localURL(cfg.OpsAddr), ui: ui.URL,
+		temporal: tsrv.HostPort, namespace: cfg.TemporalNamespace, taskQueue: cfg.TaskQueue,
+		db: redactURL(cfg.DatabaseURL), ownerDB: redactURL(cfg.DatabaseOwnerURL), dataDir: absData, keyring: keyring,
+		kms: cfg.KMSProvider, demo: *demo,
+	}))
 
 	if *demo {
 		if err := runDemo(gctx, core, cfg.APIAddr, sim, ui.URL); err != nil {
@@ -184,8 +176,65 @@ Press Ctrl-C to stop.
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
-	log.Info("dev stack stopped")
 	return err
+}
+
+// devDefaults are the configuration defaults the dev stack sets where the environment is silent:
+// the embedded Temporal server, readable logs, and loopback Jira (the simulator, or a trial Data
+// Center on this machine). The keyring is deliberately not among them: it is LOCAL_KEYRING_DIR's,
+// exactly as for `jiraconnect orgs create` and every other process, whatever --data-dir says, so
+// the CLI and the dev stack never seal with different master keys.
+func devDefaults(temporalPort int) map[string]string {
+	return map[string]string{
+		"TEMPORAL_ADDRESS": net.JoinHostPort("127.0.0.1", strconv.Itoa(temporalPort)),
+		"LOG_FORMAT":       "text",
+		egress.EnvVar:      egress.Loopback,
+	}
+}
+
+// bannerInfo is what the dev stack's start banner shows.
+type bannerInfo struct {
+	elapsed                           time.Duration
+	api, ops, ui, temporal            string
+	namespace, taskQueue, db, ownerDB string
+	dataDir, keyring, kms             string
+	demo                              bool
+}
+
+// banner tells a developer where everything is and what to do next.
+func banner(b bannerInfo) string {
+	var s strings.Builder
+	fmt.Fprintf(&s, "\njiraconnect dev stack is up (%s)\n", b.elapsed.Round(time.Millisecond))
+	fmt.Fprintf(&s, "  API            %s   (try: curl %s/readyz)\n", b.api, b.api)
+	fmt.Fprintf(&s, "  Metrics        %s/metrics\n", b.ops)
+	fmt.Fprintf(&s, "  Temporal UI    %s\n", b.ui)
+	fmt.Fprintf(&s, "  Temporal gRPC  %s   namespace %q, task queue %q\n", b.temporal, b.namespace, b.taskQueue)
+	fmt.Fprintf(&s, "  Postgres       %s   (as the schema owner: %s)\n", b.db, b.ownerDB)
+	fmt.Fprintf(&s, "  Data dir       %s\n", b.dataDir)
+	if b.kms == "local" {
+		fmt.Fprintf(&s, "  Keyring        %s   (LOCAL_KEYRING_DIR; every process of this database must use it)\n", b.keyring)
+	}
+	if b.demo {
+		s.WriteString("The demo organization, its connection and findings are being created; its API key follows.\n")
+	} else {
+		s.WriteString("Create an organization:  go run ./cmd/jiraconnect orgs create --name \"Acme\"\n")
+	}
+	s.WriteString("Press Ctrl-C to stop.\n\n")
+	return s.String()
+}
+
+// localURL is the URL a developer on this machine uses for a listen address: a wildcard or
+// empty host is reached as localhost, a specific host as itself.
+func localURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr
+	}
+	switch host {
+	case "", "0.0.0.0", "::":
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }
 
 // demoDatabase is the demo's throwaway database, dropped and recreated at every start.

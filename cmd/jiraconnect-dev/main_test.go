@@ -104,3 +104,42 @@ func TestPrepareDatabase(t *testing.T) {
 	require.NoError(t, prepareDatabase(ctx, ownerURL, true, quiet))
 	assert.Zero(t, orgs(), "a fresh start begins empty")
 }
+
+// The banner names the API as a developer reaches it, whatever host API_ADDR binds.
+func TestLocalURL(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]string{
+		":8080":          "http://localhost:8080",
+		"0.0.0.0:8080":   "http://localhost:8080",
+		"[::]:8080":      "http://localhost:8080",
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		"[::1]:8080":     "http://[::1]:8080",
+		"dev.local:9000": "http://dev.local:9000",
+	} {
+		assert.Equal(t, want, localURL(addr), addr)
+	}
+}
+
+// The demo banner does not tell the developer to create an organization the demo creates itself;
+// the dev stack's does, and both name the keyring every process must share.
+func TestBanner(t *testing.T) {
+	t.Parallel()
+	info := bannerInfo{api: localURL("127.0.0.1:8080"), ops: localURL("127.0.0.1:9090"), keyring: "/home/dev/.jiraconnect", kms: "local"}
+	dev := banner(info)
+	assert.Contains(t, dev, "API            http://127.0.0.1:8080   (try: curl http://127.0.0.1:8080/readyz)")
+	assert.NotContains(t, dev, "localhost127")
+	assert.Contains(t, dev, "orgs create")
+	assert.Contains(t, dev, "Keyring        /home/dev/.jiraconnect")
+	info.demo = true
+	demo := banner(info)
+	assert.NotContains(t, demo, "orgs create")
+	assert.Contains(t, demo, "demo organization")
+}
+
+// The dev stack and `jiraconnect orgs create` find the local keyring in the same place:
+// LOCAL_KEYRING_DIR (default .jiraconnect), never a directory derived from --data-dir.
+func TestDevStackKeepsTheKeyringWhereTheCLIDoes(t *testing.T) {
+	t.Parallel()
+	_, overridden := devDefaults(7233)["LOCAL_KEYRING_DIR"]
+	assert.False(t, overridden, "the dev stack must not move the keyring")
+}
