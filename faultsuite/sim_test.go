@@ -31,6 +31,10 @@ type simSpec struct {
 	name   string
 	flavor string // cloud or datacenter
 	issues int    // seeded issues over 5 projects (the first is SEC)
+	// tokenTTL is the OAuth access-token lifetime (1h when zero); noLeeway makes any reuse of a
+	// rotated refresh token revoke the grant, as Atlassian may (its leeway is 10 minutes today).
+	tokenTTL time.Duration
+	noLeeway bool
 }
 
 func (s *stack) startSim(spec simSpec) *simProc {
@@ -40,6 +44,12 @@ func (s *stack) startSim(spec simSpec) *simProc {
 	m := &simProc{t: s.t, URL: base, flavor: spec.flavor}
 	args := []string{"-listen", "127.0.0.1:" + strconv.Itoa(port), "-flavor", spec.flavor, "-projects", "5",
 		"-issues", strconv.Itoa(spec.issues), "-security-share", "0.3", "-resolved-recent-share", "0.5", "-seed", "7"}
+	if spec.tokenTTL > 0 {
+		args = append(args, "-access-token-ttl", spec.tokenTTL.String())
+	}
+	if spec.noLeeway {
+		args = append(args, "-refresh-leeway", "0")
+	}
 	m.proc = newProcess(s.t, spec.name, binJirasim, args, nil, filepath.Join(s.logDir, spec.name+".log"),
 		func(ctx context.Context) error { return m.ctl(ctx, "GET", "/_sim/info", nil, nil) })
 	s.procs = append(s.procs, m.proc)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,7 +40,11 @@ type stack struct {
 	temporal *process
 	api      *process
 	worker   *process
-	procs    []*process // every process, in start order
+	// apis and workers are every API and worker process, the ones above first.
+	apis, workers []*process
+	apiURLs       []string
+	procs         []*process // every process, in start order
+	oauthSim      *simProc   // the OAuth app's simulator (stackOptions.oauth)
 
 	pgAPI, pgWorker *pgProxy
 	apiURL          string
@@ -58,6 +63,12 @@ type stack struct {
 type stackOptions struct {
 	// env adds variables for the API and the worker (e.g. FINDING_RECONCILE_INTERVAL).
 	env map[string]string
+	// oauth, when set, starts this Cloud simulator before the API and the workers and makes it
+	// their Atlassian OAuth app (JIRA_OAUTH_*, JIRA_AUTH_URL, JIRA_API_URL).
+	oauth *simSpec
+	// moreAPIs and moreWorkers start that many further API and worker processes of the same
+	// deployment (no Postgres proxy in front of them), as production runs replicas.
+	moreAPIs, moreWorkers int
 }
 
 var migrateOnce sync.Once
@@ -139,6 +150,11 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"LOG_LEVEL":  "debug",
 		"LOG_FORMAT": "json",
 	}
+	if opts.oauth != nil {
+		s.oauthSim = s.startSim(*opts.oauth)
+		s.env["JIRA_OAUTH_CLIENT_ID"], s.env["JIRA_OAUTH_CLIENT_SECRET"] = "jirasim-client", "jirasim-secret"
+		s.env["JIRA_AUTH_URL"], s.env["JIRA_API_URL"] = s.oauthSim.URL, s.oauthSim.URL
+	}
 	for k, v := range opts.env {
 		s.env[k] = v
 	}
@@ -146,9 +162,24 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		filepath.Join(logDir, "api.log"), httpReady(s.apiURL+"/readyz"))
 	s.worker = newProcess(t, "worker", binJiraconnect, []string{"worker"}, s.envWith("DATABASE_URL", viaProxy(t, s.pgWorker)),
 		filepath.Join(logDir, "worker.log"), httpReady(s.workerURL+"/readyz"))
-	s.procs = append(s.procs, s.api, s.worker)
-	s.api.start(60 * time.Second)
-	s.worker.start(60 * time.Second)
+	s.apis, s.workers, s.apiURLs = []*process{s.api}, []*process{s.worker}, []string{s.apiURL}
+	for i := range opts.moreAPIs {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		name := fmt.Sprintf("api-%d", i+2)
+		p := newProcess(t, name, binJiraconnect, []string{"api"}, s.envWith("DATABASE_URL", testDB.AppURL, "API_ADDR", addr,
+			"OPS_ADDR", "127.0.0.1:"+strconv.Itoa(freePort(t))), filepath.Join(logDir, name+".log"), httpReady("http://"+addr+"/readyz"))
+		s.apis, s.apiURLs = append(s.apis, p), append(s.apiURLs, "http://"+addr)
+	}
+	for i := range opts.moreWorkers {
+		addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+		name := fmt.Sprintf("worker-%d", i+2)
+		s.workers = append(s.workers, newProcess(t, name, binJiraconnect, []string{"worker"}, s.envWith("DATABASE_URL", testDB.AppURL,
+			"WORKER_ADDR", addr), filepath.Join(logDir, name+".log"), httpReady("http://"+addr+"/readyz")))
+	}
+	for _, p := range append(slices.Clone(s.apis), s.workers...) {
+		s.procs = append(s.procs, p)
+		p.start(60 * time.Second)
+	}
 	return s
 }
 
