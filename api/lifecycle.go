@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -21,6 +20,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/workflowclient"
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
@@ -29,23 +29,12 @@ import (
 // in the workflow (errUpdatePending).
 const updateWait = 45 * time.Second
 
-// startWorkflow starts the connection's workflow. The id is derived from the connection, and a
-// closed workflow's id is never reused, so a duplicate start is harmless and a revoked
-// connection cannot come back to life.
+// startWorkflow starts the connection's workflow of a connection that has just become active,
+// through the starter the supervisor uses too (workflowclient.Client.StartConnection). A
+// workflow that is already running counts as started.
 func (s *Server) startWorkflow(ctx context.Context, orgID, connID uuid.UUID) error {
-	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                    workflows.WorkflowID(connID),
-		TaskQueue:             s.deps.TaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrOrgID.ValueSet(orgID.String()),
-			workflows.AttrConnectionStatus.ValueSet(string(connections.StatusActive)),
-			workflows.AttrStale.ValueSet(false),
-			workflows.AttrNeedsReauth.ValueSet(false),
-		),
-	}, workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: orgID, ConnectionID: connID, ReconcileInterval: s.deps.ReconcileInterval})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &started) {
+	if _, err := s.workflows.StartConnection(ctx, workflowclient.Start{OrgID: orgID, ConnectionID: connID}); err != nil {
+		s.log.Warn("connection workflow not started", "connection_id", connID.String(), "err", err)
 		return &Error{Status: http.StatusServiceUnavailable, Code: "workflow_unavailable",
 			Message: "the connection was saved but its workflow could not be started; retry with POST /v1/connections/{id}/sync"}
 	}
@@ -281,6 +270,9 @@ func (s *Server) revokeConnection(c echo.Context) error {
 				ConnectionRef: activities.ConnectionRef{OrgID: conn.OrgID, ConnectionID: conn.ID},
 				ActorType:     "api_key", ActorID: principal(c).KeyID.String(),
 			})
+			if err == nil {
+				s.stopLateWorkflow(ctx, conn, workflows.RevokeRequest{ActorType: "api_key", ActorID: principal(c).KeyID.String()})
+			}
 		}
 		if errors.Is(err, errUpdatePending) {
 			// The workflow stops the in-flight sync and cleans up on its own; the row shows
@@ -296,6 +288,20 @@ func (s *Server) revokeConnection(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// stopLateWorkflow ends a workflow that started after the revoke found none — the supervisor may
+// restart a lost workflow between the revoke's update attempt and its cleanup. Such a workflow
+// ends by itself once it reads the revoked row, but one that read the row just before the cleanup
+// committed would otherwise wait for its next deadline to find out; the revoke signal makes it
+// run the (idempotent) cleanup and end now. No workflow running is the normal case.
+func (s *Server) stopLateWorkflow(ctx context.Context, conn connections.Connection, req workflows.RevokeRequest) {
+	err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalRevoke, req)
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		s.log.WarnContext(ctx, "revoke signal to a late-started workflow not delivered; it ends at its next activity",
+			"connection_id", conn.ID.String(), "err", err)
+	}
 }
 
 func (s *Server) auditConnection(ctx context.Context, c echo.Context, conn connections.Connection, action string, meta map[string]any) error {
