@@ -71,6 +71,31 @@ func (s *Server) update(ctx context.Context, conn connections.Connection, name s
 
 var errNoWorkflow = errors.New("connection workflow is not running")
 
+// awaitInitialized waits (at most initWait) until a workflow just started has loaded its
+// connection. A sync requested before that still runs, under a number after the connection's
+// stored runs, but the update would answer the number it had before the load. Queries add nothing
+// to the workflow's history; a workflow that is slow to load is simply not waited for longer.
+func (s *Server) awaitInitialized(ctx context.Context, conn connections.Connection) {
+	ctx, cancel := context.WithTimeout(ctx, initWait)
+	defer cancel()
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		v, err := s.deps.Temporal.QueryWorkflow(ctx, conn.WorkflowID, "", workflows.QueryState)
+		var st workflows.ConnectionState
+		if err == nil && v.Get(&st) == nil && st.Initialized {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// initWait bounds awaitInitialized: a fresh workflow loads its connection in its first workflow
+// task, normally within milliseconds.
+const initWait = 10 * time.Second
+
 // errUpdatePending: the workflow accepted the update and is still carrying it out.
 var errUpdatePending = errors.New("workflow update still running")
 
@@ -86,11 +111,13 @@ func (s *Server) syncNow(c echo.Context) error {
 	var seq int64
 	err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
 	if errors.Is(err, errNoWorkflow) {
-		// The workflow was never started (e.g. Temporal was down at creation): start it now;
-		// its first action is a sync.
+		// The workflow is gone or was never started (e.g. Temporal was down at creation): start
+		// it now, then ask it to sync once it has loaded the connection, so that the sync number
+		// answered is the one the run carries.
 		if err := s.startWorkflow(ctx, conn.OrgID, conn.ID); err != nil {
 			return err
 		}
+		s.awaitInitialized(ctx, conn)
 		err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
 	}
 	if err != nil {

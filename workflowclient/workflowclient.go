@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
@@ -38,14 +39,11 @@ func New(c client.Client, taskQueue string, reconcileInterval time.Duration) *Cl
 
 // Start names the connection whose workflow is started and its stored state, which becomes the
 // workflow's initial search attributes (the workflow corrects them from Postgres at its first
-// load either way).
-type Start struct {
-	OrgID        uuid.UUID
-	ConnectionID uuid.UUID
-	// Status is the connection's stored status; empty means active.
-	Status string
-	Stale  bool
-}
+// load either way). Status empty means active.
+type Start = activities.WorkflowStart
+
+// Client implements the supervisor's view of Temporal.
+var _ activities.ConnectionWorkflows = (*Client)(nil)
 
 // StartConnection starts the connection's workflow and reports whether this call started a run.
 //
@@ -94,55 +92,42 @@ func (c *Client) StartConnection(ctx context.Context, s Start) (started bool, er
 	return false, fmt.Errorf("start workflow of connection %s: %w", s.ConnectionID, err)
 }
 
-// Run statuses reported by Describe: the latest run's status in lower case, or RunNotFound.
-const (
-	RunRunning        = "running"
-	RunCompleted      = "completed"
-	RunFailed         = "failed"
-	RunCanceled       = "canceled"
-	RunTerminated     = "terminated"
-	RunContinuedAsNew = "continued_as_new"
-	RunTimedOut       = "timed_out"
-	// RunNotFound: Temporal knows no run of this id — never started, or deleted (by an operator,
-	// or by the namespace's retention once the run had closed).
-	RunNotFound = "not_found"
-)
-
-var runStatuses = map[enumspb.WorkflowExecutionStatus]string{
-	enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:          RunRunning,
-	enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:        RunCompleted,
-	enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:           RunFailed,
-	enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:         RunCanceled,
-	enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:       RunTerminated,
-	enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW: RunContinuedAsNew,
-	enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:        RunTimedOut,
+// runStatus names a Temporal run status the way activities.ConnectionWorkflows reports it.
+func runStatus(st enumspb.WorkflowExecutionStatus) string {
+	switch st {
+	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		return activities.WorkflowRunning
+	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
+		return activities.WorkflowCompleted
+	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
+		return activities.WorkflowFailed
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
+		return activities.WorkflowCanceled
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+		return activities.WorkflowTerminated
+	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
+		return activities.WorkflowContinuedAsNew
+	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
+		return activities.WorkflowTimedOut
+	}
+	return strings.ToLower(st.String())
 }
 
-// Run is what Temporal says about the latest run of a connection's workflow.
-type Run struct {
-	Status string
-	RunID  string
-	// CloseTime is when a closed run closed (zero while running or when not found).
-	CloseTime time.Time
-}
-
-// Describe returns the latest run of the connection's workflow. It reads the workflow's own state
-// (not the visibility store), so it is current; it costs one history-service read.
-func (c *Client) Describe(ctx context.Context, connectionID uuid.UUID) (Run, error) {
+// Describe returns the latest run of the connection's workflow, its status one of the
+// activities.Workflow* statuses (WorkflowNotFound when Temporal knows no run). It reads the
+// workflow's own state (not the visibility store), so it is current; it costs one history-service
+// read.
+func (c *Client) Describe(ctx context.Context, connectionID uuid.UUID) (activities.WorkflowRun, error) {
 	resp, err := c.temporal.DescribeWorkflowExecution(ctx, workflows.WorkflowID(connectionID), "")
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return Run{Status: RunNotFound}, nil
+		return activities.WorkflowRun{Status: activities.WorkflowNotFound}, nil
 	}
 	if err != nil {
-		return Run{}, fmt.Errorf("describe workflow of connection %s: %w", connectionID, err)
+		return activities.WorkflowRun{}, fmt.Errorf("describe workflow of connection %s: %w", connectionID, err)
 	}
 	info := resp.GetWorkflowExecutionInfo()
-	status, ok := runStatuses[info.GetStatus()]
-	if !ok {
-		status = strings.ToLower(info.GetStatus().String())
-	}
-	run := Run{Status: status, RunID: info.GetExecution().GetRunId()}
+	run := activities.WorkflowRun{Status: runStatus(info.GetStatus()), RunID: info.GetExecution().GetRunId()}
 	if ct := info.GetCloseTime(); ct != nil {
 		run.CloseTime = ct.AsTime()
 	}

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"go.temporal.io/server/temporaltest"
 
+	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/worker"
 	"github.com/jiraconnect/jiraconnect/workflowclient"
 	"github.com/jiraconnect/jiraconnect/workflows"
@@ -54,7 +55,7 @@ func TestStartConnectionReusePolicy(t *testing.T) {
 	require.True(t, started)
 	first, err := wc.Describe(ctx, conn)
 	require.NoError(t, err)
-	require.Equal(t, workflowclient.RunRunning, first.Status)
+	require.Equal(t, activities.WorkflowRunning, first.Status)
 	require.True(t, first.CloseTime.IsZero())
 
 	// The input and search attributes are the connection's, and hold no secret by construction.
@@ -84,7 +85,7 @@ func TestStartConnectionReusePolicy(t *testing.T) {
 	require.NoError(t, c.TerminateWorkflow(ctx, workflows.WorkflowID(conn), "", "test"))
 	gone, err := wc.Describe(ctx, conn)
 	require.NoError(t, err)
-	require.Equal(t, workflowclient.RunTerminated, gone.Status)
+	require.Equal(t, activities.WorkflowTerminated, gone.Status)
 	require.False(t, gone.CloseTime.IsZero())
 	runningSoon(t, wc, []uuid.UUID{conn, other}, map[uuid.UUID]bool{})
 	started, err = wc.StartConnection(ctx, workflowclient.Start{OrgID: org, ConnectionID: conn})
@@ -92,12 +93,12 @@ func TestStartConnectionReusePolicy(t *testing.T) {
 	require.True(t, started)
 	next, err := wc.Describe(ctx, conn)
 	require.NoError(t, err)
-	require.Equal(t, workflowclient.RunRunning, next.Status)
+	require.Equal(t, activities.WorkflowRunning, next.Status)
 	require.NotEqual(t, first.RunID, next.RunID)
 
 	missing, err := wc.Describe(ctx, other)
 	require.NoError(t, err)
-	require.Equal(t, workflowclient.RunNotFound, missing.Status)
+	require.Equal(t, activities.WorkflowNotFound, missing.Status)
 
 	_, err = wc.Running(ctx, make([]uuid.UUID, workflowclient.MaxRunningBatch+1))
 	require.Error(t, err)
@@ -126,7 +127,7 @@ func TestStartConnectionNeverFollowsACompletedRun(t *testing.T) {
 	require.NoError(t, c.GetWorkflow(ctx, workflows.WorkflowID(conn), "").Get(ctx, nil))
 	done, err := wc.Describe(ctx, conn)
 	require.NoError(t, err)
-	require.Equal(t, workflowclient.RunCompleted, done.Status)
+	require.Equal(t, activities.WorkflowCompleted, done.Status)
 
 	started, err = wc.StartConnection(ctx, workflowclient.Start{OrgID: uuid.New(), ConnectionID: conn})
 	require.NoError(t, err)

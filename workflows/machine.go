@@ -484,7 +484,8 @@ func (st *step) loaded(snap activities.ConnectionSnapshot) {
 //     recovers it), and the stored last error stays until a sync replaces it;
 //   - sync numbers continue after the highest stored run, whose idempotency key would otherwise
 //     be reused — and SyncEvidence answers a finished key from its row without syncing, which
-//     would count an old result as a fresh success;
+//     would count an old result as a fresh success; a sync requested before the load is
+//     renumbered the same way;
 //   - a run the lost workflow left unfinished is run again as soon as the connection may sync,
 //     under its own key, so it is finished instead of staying "running".
 //
@@ -499,19 +500,32 @@ func (st *step) resume(snap activities.ConnectionSnapshot) {
 		s.LastErrorType, s.LastError = snap.LastErrorKind, truncate(snap.LastError)
 	}
 	run := snap.LastSync
-	if run == nil || run.Seq <= s.Seq {
+	if run == nil || run.Seq <= 0 {
 		return
 	}
-	s.Seq = run.Seq
+	// A fresh run has handed out at most one number before this load: a sync requested (sync now,
+	// re-authorized) while it started, from an empty state. Such a request is renumbered too.
+	switch {
+	case run.Outcome == activities.OutcomeRunning:
+		trigger := TriggerSchedule
+		switch {
+		case s.PendingSeq != 0:
+			trigger = s.PendingTrigger // the interrupted run serves the request
+		case run.Trigger == TriggerSyncNow || run.Trigger == TriggerReauthorized:
+			trigger = run.Trigger
+		}
+		s.Seq = max(s.Seq, run.Seq)
+		s.PendingSeq, s.PendingTrigger = run.Seq, trigger
+		return
+	case s.PendingSeq != 0:
+		s.Seq = max(s.Seq, run.Seq+1)
+		s.PendingSeq = s.Seq
+	default:
+		s.Seq = max(s.Seq, run.Seq)
+	}
 	switch run.Outcome {
 	case OutcomeSuccess, OutcomePartial, OutcomeNoData, OutcomeFailed:
 		s.LastOutcome = run.Outcome
-	case activities.OutcomeRunning:
-		s.PendingSeq, s.PendingTrigger = run.Seq, TriggerSchedule
-		switch run.Trigger {
-		case TriggerSyncNow, TriggerReauthorized:
-			s.PendingTrigger = run.Trigger
-		}
 	}
 }
 

@@ -763,6 +763,26 @@ func TestResumeAfterLostWorkflow(t *testing.T) {
 		assert.Contains(t, describe(cmds), "sync 3 schedule")
 	})
 
+	t.Run("a sync requested before the load is numbered after the stored runs", func(t *testing.T) {
+		s, cmds := Step(NewState(testOrg, testConn, nil), SyncNowRequested{}, t0.Add(2*day))
+		require.Empty(t, describe(cmds), "nothing runs before the load")
+		require.Equal(t, int64(1), s.PendingSeq)
+		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
+			c.LastSuccessAt, c.LastSyncAt = at(day), at(day)
+			c.LastSync = &activities.SyncRunRecord{Seq: 1, Outcome: OutcomeSuccess}
+		})
+		s, cmds = Step(s, Loaded{snap}, t0.Add(2*day+time.Second))
+		assert.Contains(t, describe(cmds), "sync 2 sync_now", "sync 1's key is taken: its result would be replayed as a fresh sync")
+		assert.Equal(t, int64(2), s.Seq)
+
+		// An interrupted run serves such a request.
+		s, _ = Step(NewState(testOrg, testConn, nil), SyncNowRequested{}, t0.Add(2*day))
+		snap.LastSync = &activities.SyncRunRecord{Seq: 3, Outcome: activities.OutcomeRunning, Trigger: TriggerSchedule}
+		s, cmds = Step(s, Loaded{snap}, t0.Add(2*day+time.Second))
+		assert.Contains(t, describe(cmds), "sync 3 sync_now")
+		assert.Equal(t, int64(3), s.Seq)
+	})
+
 	t.Run("a run that continued as new keeps its own state", func(t *testing.T) {
 		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
 			c.LastSyncAt, c.Stale = at(5*day), true
