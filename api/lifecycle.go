@@ -29,9 +29,9 @@ import (
 // in the workflow (errUpdatePending).
 const updateWait = 45 * time.Second
 
-// startWorkflow starts the connection's workflow of a connection that has just become active,
-// through the starter the supervisor uses too (workflowclient.Client.StartConnection). A
-// workflow that is already running counts as started.
+// startWorkflow starts the workflow of a connection that has just become active (or whose
+// workflow is gone), through the starter the supervisor uses too
+// (workflowclient.Client.StartConnection). A workflow that is already running counts as started.
 func (s *Server) startWorkflow(ctx context.Context, orgID, connID uuid.UUID) error {
 	if _, err := s.workflows.StartConnection(ctx, workflowclient.Start{OrgID: orgID, ConnectionID: connID}); err != nil {
 		s.log.Warn("connection workflow not started", "connection_id", connID.String(), "err", err)
@@ -276,7 +276,12 @@ func (s *Server) activate(ctx context.Context, orgID uuid.UUID, conn connections
 	var ignored any
 	err = s.update(ctx, conn, workflows.UpdateReauthorized, &ignored)
 	if errors.Is(err, errNoWorkflow) {
-		err = s.startWorkflow(ctx, orgID, conn.ID)
+		// The workflow is gone: a new one carries on from the stored state, which would schedule
+		// the next sync a cadence after the last attempt; the update makes it sync now.
+		if err = s.startWorkflow(ctx, orgID, conn.ID); err == nil {
+			s.awaitInitialized(ctx, conn)
+			err = s.update(ctx, conn, workflows.UpdateReauthorized, &ignored)
+		}
 	}
 	return conn, err
 }

@@ -361,6 +361,20 @@ func (r *apiWinsRace) StartConnection(ctx context.Context, s activities.Workflow
 func TestSupervisorLeavesAloneWhatItMustNotStart(t *testing.T) {
 	s := newStack(t)
 	key := s.org("supervisor-guards")
+
+	// Not the supervisor's doing, but the same repair: re-authorizing a connection whose workflow
+	// is gone starts it again, and it syncs at once (its stored schedule alone would wait a
+	// cadence after the refused attempt).
+	require.NoError(t, s.cloud.SetFault("GET /rest/api/3/project/search", jirasim.Fault{ErrorRate: 1, ErrorStatus: 401}))
+	reauthLost := s.tokenConnection(key)
+	s.eventually("needs_reauth", 30*time.Second, func() bool { return s.connection(key, reauthLost).str("status") == "needs_reauth" })
+	s.cloud.ClearFaults()
+	s.terminate(reauthLost)
+	r := s.call("POST", "/v1/connections/"+reauthLost+"/reauth", key, map[string]any{"email": "admin@example.com", "api_token": s.cloud.APIToken("admin@example.com")})
+	require.Equal(t, 200, r.status, r.raw)
+	s.waitSuccessfulSyncs(key, reauthLost, 1)
+	assert.Equal(t, activities.WorkflowRunning, s.describe(reauthLost).Status)
+
 	revokedMeanwhile, failed, completed := s.tokenConnection(key), s.tokenConnection(key), s.tokenConnection(key)
 	for _, id := range []string{revokedMeanwhile, failed, completed} {
 		s.waitSuccessfulSyncs(key, id, 1)
