@@ -29,6 +29,8 @@ const (
 	NameTestConnection     = "TestConnection"
 	NameRevokeCleanup      = "RevokeCleanup"
 	NameRetentionPurge     = "RetentionPurge"
+	// NameSuperviseConnections is the connection supervisor's activity (supervisor.go).
+	NameSuperviseConnections = "SuperviseConnections"
 )
 
 // DefaultJiraCallTimeout bounds one Jira call of a sync or test. The activity context's deadline
@@ -75,10 +77,13 @@ type Activities struct {
 	// publicURL and searchWindow serve finding sync (findingsync*.go).
 	publicURL    string
 	searchWindow time.Duration
+	// workflows serves the connection supervisor (supervisor.go); set by WithWorkflows.
+	workflows ConnectionWorkflows
 
 	alertsOpened   *prometheus.CounterVec
 	alertsResolved *prometheus.CounterVec
 	syncs          *prometheus.CounterVec
+	restarts       *prometheus.CounterVec
 }
 
 // New validates deps and returns the activities.
@@ -106,6 +111,10 @@ func New(d Deps) (*Activities, error) {
 			Name: "jiraconnect_evidence_syncs_total",
 			Help: "Evidence sync attempts by outcome (success, partial, no_data) or error type.",
 		}, []string{"result"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "jiraconnect_connection_workflows_restarted_total",
+			Help: "Connection workflows the supervisor started again, by the previous run's status (terminated, failed, timed_out, canceled, not_found).",
+		}, []string{"previous_status"}),
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -133,7 +142,7 @@ func New(d Deps) (*Activities, error) {
 // are sum(jiraconnect_alerts_opened_total) - sum(jiraconnect_alerts_resolved_total) per kind; a
 // per-process gauge would be wrong as soon as a second worker runs.
 func (a *Activities) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{a.alertsOpened, a.alertsResolved, a.syncs}
+	return []prometheus.Collector{a.alertsOpened, a.alertsResolved, a.syncs, a.restarts}
 }
 
 // Register adds every activity to r under its Name* constant. Methods are registered one by one
@@ -150,6 +159,8 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 		NameTestConnection:     a.TestConnection,
 		NameRevokeCleanup:      a.RevokeCleanup,
 		NameRetentionPurge:     a.RetentionPurge,
+
+		NameSuperviseConnections: a.SuperviseConnections,
 
 		NameDrainFindingQueue:     a.DrainFindingQueue,
 		NameApplyJiraChanges:      a.ApplyJiraChanges,

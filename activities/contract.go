@@ -50,6 +50,29 @@ type ConnectionSnapshot struct {
 	// FindingSync reports whether finding ⇄ issue sync is configured: the workflow then drains the
 	// finding queue, reconciles linked issues and keeps its dynamic webhook registered.
 	FindingSync bool `json:"finding_sync,omitempty"`
+
+	// The rest is the stored state a workflow resumes from when it starts over for an existing
+	// connection — its previous run was terminated, failed or never started, and the supervisor
+	// (or the API) started a new one — so the connection keeps its schedule, staleness, last
+	// error and sync numbering. A run that continued as new carries its own state and ignores
+	// them; so do histories recorded before these fields existed (they replay as zero values).
+	//
+	// LastSyncAt is the stored last sync attempt: the next scheduled sync is a cadence after it.
+	LastSyncAt    *time.Time `json:"last_sync_at,omitempty"`
+	Stale         bool       `json:"stale,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastErrorKind string     `json:"last_error_kind,omitempty"`
+	// LastSync is the connection's evidence sync run with the highest sequence number under its
+	// workflow id (nil: none).
+	LastSync *SyncRunRecord `json:"last_sync,omitempty"`
+}
+
+// SyncRunRecord is a stored evidence sync run: its sequence number, its outcome ("running" while
+// unfinished) and what triggered it.
+type SyncRunRecord struct {
+	Seq     int64  `json:"seq"`
+	Outcome string `json:"outcome"`
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // SyncInput asks for one evidence sync.
@@ -158,12 +181,14 @@ const (
 	RunKindTest = "test"
 )
 
-// Sync outcomes as SyncResult.Outcome and connector_runs.outcome report them.
+// Sync outcomes as SyncResult.Outcome and connector_runs.outcome report them; a run not finished
+// yet is OutcomeRunning in connector_runs.
 const (
 	OutcomeSuccess = "success"
 	OutcomePartial = "partial"
 	OutcomeNoData  = "no_data"
 	OutcomeFailed  = "failed"
+	OutcomeRunning = "running"
 )
 
 // RetentionInput asks for one retention pass over every organization.

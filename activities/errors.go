@@ -43,7 +43,7 @@ func classify(err error) failure {
 		f.errType = ErrTypeRevoked
 		return f
 	case errors.Is(err, connections.ErrNotFound), errors.Is(err, errOAuthNotConfigured), errors.Is(err, seal.ErrNoOrgKey),
-		errors.Is(err, errBadConfig), errors.Is(err, connections.ErrNoHTTPClient):
+		errors.Is(err, errBadConfig), errors.Is(err, connections.ErrNoHTTPClient), errors.Is(err, errNoWorkflowClient):
 		f.errType = ErrTypeConfig
 		return f
 	case errors.Is(err, seal.ErrOpen):

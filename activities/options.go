@@ -171,3 +171,21 @@ func WebhookOptions() workflow.ActivityOptions {
 		},
 	}
 }
+
+// SupervisorOptions are for SuperviseConnections: at most DefaultSuperviseLimit connections, a
+// few Postgres and Temporal calls each, heartbeating per page and per connection it acts on. A
+// retried call starts again from its cursor (starting a running workflow again is harmless); a
+// pass that fails for good is simply the next scheduled pass's work.
+func SupervisorOptions() workflow.ActivityOptions {
+	return workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        5 * time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        time.Minute,
+			MaximumAttempts:        5,
+			NonRetryableErrorTypes: []string{ErrTypeInvalidInput, ErrTypeConfig},
+		},
+	}
+}

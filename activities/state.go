@@ -29,7 +29,7 @@ func (a *Activities) LoadConnection(ctx context.Context, ref ConnectionRef) (Con
 	if err != nil {
 		return ConnectionSnapshot{}, activityError(ctx, err)
 	}
-	return ConnectionSnapshot{
+	snap := ConnectionSnapshot{
 		Status:         string(conn.Status),
 		Revoked:        conn.Status == connections.StatusRevoked || conn.DeletedAt != nil,
 		SyncCadence:    conn.Config.SyncCadence.D(),
@@ -37,7 +37,29 @@ func (a *Activities) LoadConnection(ctx context.Context, ref ConnectionRef) (Con
 		FindingSync:    conn.Config.FindingSync != nil,
 		LastSuccessAt:  utcPtr(conn.LastSuccessAt),
 		CreatedAt:      conn.CreatedAt.UTC(),
-	}, nil
+		LastSyncAt:     utcPtr(conn.LastSyncAt),
+		Stale:          conn.Stale,
+		LastError:      conn.LastError,
+		LastErrorKind:  conn.LastErrorKind,
+	}
+	if snap.Revoked {
+		return snap, nil
+	}
+	err = a.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
+		run, err := q.LatestSyncRun(ctx, dbq.LatestSyncRunParams{ConnectionID: ref.ConnectionID, KeyPrefix: syncKeyPrefix(conn.WorkflowID)})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		snap.LastSync = &SyncRunRecord{Seq: run.Seq, Outcome: run.Outcome, Trigger: run.TriggeredBy}
+		return nil
+	})
+	if err != nil {
+		return ConnectionSnapshot{}, activityError(ctx, fmt.Errorf("load latest sync run of connection %s: %w", ref.ConnectionID, err))
+	}
+	return snap, nil
 }
 
 // connectionAction keeps audit action names of state changes in the connection namespace.

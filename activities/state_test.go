@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
@@ -40,12 +41,35 @@ func TestLoadConnection(t *testing.T) {
 		snap.LastSuccessAt != nil || snap.CreatedAt.IsZero() {
 		t.Fatalf("snapshot %+v", snap)
 	}
+	if snap.LastSync != nil || snap.LastSyncAt != nil || snap.Stale || snap.LastErrorKind != "" {
+		t.Fatalf("a new connection has no stored state to resume: %+v", snap)
+	}
 	if _, err := h.sync(ref, 1); err != nil {
 		t.Fatal(err)
 	}
-	if snap = h.load(ref); snap.LastSuccessAt == nil {
+	if snap = h.load(ref); snap.LastSuccessAt == nil || snap.LastSyncAt == nil {
 		t.Fatal("last success not loaded after a sync")
 	}
+	require.Equal(t, &activities.SyncRunRecord{Seq: 1, Outcome: activities.OutcomeSuccess, Trigger: "schedule"}, snap.LastSync)
+
+	// The highest sequence number counts (numerically, not as text), whatever ran last; an
+	// interrupted run shows as running.
+	_, err := h.sync(ref, 10)
+	require.NoError(t, err)
+	_, err = h.sync(ref, 9)
+	require.NoError(t, err)
+	require.Equal(t, int64(10), h.load(ref).LastSync.Seq)
+	require.NoError(t, srv.SetFault("GET /rest/api/3/project/search", jirasim.Fault{ErrorRate: 1, ErrorStatus: 500}))
+	_, err = h.sync(ref, 11)
+	require.Error(t, err)
+	srv.ClearFaults()
+	snap = h.load(ref)
+	require.Equal(t, &activities.SyncRunRecord{Seq: 11, Outcome: activities.OutcomeRunning, Trigger: "schedule"}, snap.LastSync)
+	// Runs of other workflow ids (a benchmark's direct calls) are not the workflow's numbering.
+	other := activities.SyncInput{ConnectionRef: ref, Seq: 50, Trigger: "schedule", WorkflowID: "bench-bare/" + ref.ConnectionID.String(), RunID: "r"}
+	_, err = h.env().ExecuteActivity(activities.NameSyncEvidence, other)
+	require.NoError(t, err)
+	require.Equal(t, int64(11), h.load(ref).LastSync.Seq)
 
 	// Missing (or another org's) connections and revoked ones are "revoked", not errors.
 	if snap := h.load(activities.ConnectionRef{OrgID: h.org, ConnectionID: uuid.New()}); !snap.Revoked {

@@ -26,8 +26,11 @@ import (
 // carried sequence number do not change), which is what lets retries update one connector_runs
 // row instead of adding rows.
 func SyncKey(workflowID string, seq int64) string {
-	return workflowID + "/sync/" + strconv.FormatInt(seq, 10)
+	return syncKeyPrefix(workflowID) + strconv.FormatInt(seq, 10)
 }
+
+// syncKeyPrefix is what every SyncKey of the workflow starts with.
+func syncKeyPrefix(workflowID string) string { return workflowID + "/sync/" }
 
 // runReport is stored in connector_runs.report.
 type runReport struct {

@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -21,6 +20,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/workflowclient"
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
@@ -29,23 +29,12 @@ import (
 // in the workflow (errUpdatePending).
 const updateWait = 45 * time.Second
 
-// startWorkflow starts the connection's workflow. The id is derived from the connection, and a
-// closed workflow's id is never reused, so a duplicate start is harmless and a revoked
-// connection cannot come back to life.
+// startWorkflow starts the workflow of a connection that has just become active (or whose
+// workflow is gone), through the starter the supervisor uses too
+// (workflowclient.Client.StartConnection). A workflow that is already running counts as started.
 func (s *Server) startWorkflow(ctx context.Context, orgID, connID uuid.UUID) error {
-	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                    workflows.WorkflowID(connID),
-		TaskQueue:             s.deps.TaskQueue,
-		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrOrgID.ValueSet(orgID.String()),
-			workflows.AttrConnectionStatus.ValueSet(string(connections.StatusActive)),
-			workflows.AttrStale.ValueSet(false),
-			workflows.AttrNeedsReauth.ValueSet(false),
-		),
-	}, workflows.ConnectionWorkflow, workflows.ConnectionInput{OrgID: orgID, ConnectionID: connID, ReconcileInterval: s.deps.ReconcileInterval})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if err != nil && !errors.As(err, &started) {
+	if _, err := s.workflows.StartConnection(ctx, workflowclient.Start{OrgID: orgID, ConnectionID: connID}); err != nil {
+		s.log.Warn("connection workflow not started", "connection_id", connID.String(), "err", err)
 		return &Error{Status: http.StatusServiceUnavailable, Code: "workflow_unavailable",
 			Message: "the connection was saved but its workflow could not be started; retry with POST /v1/connections/{id}/sync"}
 	}
@@ -82,6 +71,31 @@ func (s *Server) update(ctx context.Context, conn connections.Connection, name s
 
 var errNoWorkflow = errors.New("connection workflow is not running")
 
+// awaitInitialized waits (at most initWait) until a workflow just started has loaded its
+// connection. A sync requested before that still runs, under a number after the connection's
+// stored runs, but the update would answer the number it had before the load. Queries add nothing
+// to the workflow's history; a workflow that is slow to load is simply not waited for longer.
+func (s *Server) awaitInitialized(ctx context.Context, conn connections.Connection) {
+	ctx, cancel := context.WithTimeout(ctx, initWait)
+	defer cancel()
+	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
+		v, err := s.deps.Temporal.QueryWorkflow(ctx, conn.WorkflowID, "", workflows.QueryState)
+		var st workflows.ConnectionState
+		if err == nil && v.Get(&st) == nil && st.Initialized {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// initWait bounds awaitInitialized: a fresh workflow loads its connection in its first workflow
+// task, normally within milliseconds.
+const initWait = 10 * time.Second
+
 // errUpdatePending: the workflow accepted the update and is still carrying it out.
 var errUpdatePending = errors.New("workflow update still running")
 
@@ -97,11 +111,13 @@ func (s *Server) syncNow(c echo.Context) error {
 	var seq int64
 	err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
 	if errors.Is(err, errNoWorkflow) {
-		// The workflow was never started (e.g. Temporal was down at creation): start it now;
-		// its first action is a sync.
+		// The workflow is gone or was never started (e.g. Temporal was down at creation): start
+		// it now, then ask it to sync once it has loaded the connection, so that the sync number
+		// answered is the one the run carries.
 		if err := s.startWorkflow(ctx, conn.OrgID, conn.ID); err != nil {
 			return err
 		}
+		s.awaitInitialized(ctx, conn)
 		err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
 	}
 	if err != nil {
@@ -299,7 +315,12 @@ func (s *Server) activate(ctx context.Context, orgID uuid.UUID, conn connections
 	var ignored any
 	err = s.update(ctx, conn, workflows.UpdateReauthorized, &ignored)
 	if errors.Is(err, errNoWorkflow) {
-		err = s.startWorkflow(ctx, orgID, conn.ID)
+		// The workflow is gone: a new one carries on from the stored state, which would schedule
+		// the next sync a cadence after the last attempt; the update makes it sync now.
+		if err = s.startWorkflow(ctx, orgID, conn.ID); err == nil {
+			s.awaitInitialized(ctx, conn)
+			err = s.update(ctx, conn, workflows.UpdateReauthorized, &ignored)
+		}
 	}
 	return conn, err
 }
@@ -320,6 +341,9 @@ func (s *Server) revokeConnection(c echo.Context) error {
 				ConnectionRef: activities.ConnectionRef{OrgID: conn.OrgID, ConnectionID: conn.ID},
 				ActorType:     "api_key", ActorID: principal(c).KeyID.String(),
 			})
+			if err == nil {
+				s.stopLateWorkflow(ctx, conn, workflows.RevokeRequest{ActorType: "api_key", ActorID: principal(c).KeyID.String()})
+			}
 		}
 		if errors.Is(err, errUpdatePending) {
 			// The workflow stops the in-flight sync and cleans up on its own; the row shows
@@ -335,6 +359,20 @@ func (s *Server) revokeConnection(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// stopLateWorkflow ends a workflow that started after the revoke found none — the supervisor may
+// restart a lost workflow between the revoke's update attempt and its cleanup. Such a workflow
+// ends by itself once it reads the revoked row, but one that read the row just before the cleanup
+// committed would otherwise wait for its next deadline to find out; the revoke signal makes it
+// run the (idempotent) cleanup and end now. No workflow running is the normal case.
+func (s *Server) stopLateWorkflow(ctx context.Context, conn connections.Connection, req workflows.RevokeRequest) {
+	err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalRevoke, req)
+	var nf *serviceerror.NotFound
+	if err != nil && !errors.As(err, &nf) {
+		s.log.WarnContext(ctx, "revoke signal to a late-started workflow not delivered; it ends at its next activity",
+			"connection_id", conn.ID.String(), "err", err)
+	}
 }
 
 func (s *Server) auditConnection(ctx context.Context, c echo.Context, conn connections.Connection, action string, meta map[string]any) error {

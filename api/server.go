@@ -28,6 +28,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/metrics"
 	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
+	"github.com/jiraconnect/jiraconnect/workflowclient"
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
@@ -91,6 +92,8 @@ type Server struct {
 	maxBody int64
 	// nudges rings connection workflows' doorbells after webhook deliveries are stored.
 	nudges *nudger
+	// workflows starts connection workflows, exactly as the supervisor does.
+	workflows *workflowclient.Client
 }
 
 // New wires routes and middleware.
@@ -104,7 +107,8 @@ func New(deps Deps) *Server {
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
-	s := &Server{e: e, log: deps.Log, deps: deps, maxBody: deps.MaxBodyBytes}
+	s := &Server{e: e, log: deps.Log, deps: deps, maxBody: deps.MaxBodyBytes,
+		workflows: workflowclient.New(deps.Temporal, deps.TaskQueue, deps.ReconcileInterval)}
 	var signal func(ctx context.Context, connID uuid.UUID) error
 	if deps.Temporal != nil {
 		signal = func(ctx context.Context, connID uuid.UUID) error {

@@ -27,6 +27,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
 	"github.com/jiraconnect/jiraconnect/worker"
+	"github.com/jiraconnect/jiraconnect/workflowclient"
 )
 
 // Version is the connector version, recorded in evidence provenance; set at build time with
@@ -253,8 +254,13 @@ func (c *Core) RunWorker(ctx context.Context, tc client.Client) error {
 	if err := worker.EnsureRetentionSchedule(ctx, tc, c.Config.TaskQueue, c.Config.EvidenceRetention); err != nil {
 		c.Log.Warn("evidence retention schedule not created", "err", err)
 	}
+	if err := worker.EnsureSupervisorSchedule(ctx, tc, c.Config.TaskQueue, c.Config.SupervisorInterval); err != nil {
+		c.Log.Warn("connection supervisor schedule not created", "err", err)
+	}
 	worker.SetWorkflowCacheSize(c.Config.WorkerWorkflowCacheSize)
-	w := worker.New(tc, c.Config.TaskQueue, c.Activities)
+	// The supervisor starts lost connection workflows with the starter the API uses.
+	acts := c.Activities.WithWorkflows(workflowclient.New(tc, c.Config.TaskQueue, c.Config.FindingReconcileInterval))
+	w := worker.New(tc, c.Config.TaskQueue, acts)
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start worker on task queue %s: %w", c.Config.TaskQueue, err)
 	}

@@ -117,6 +117,8 @@ func StartStack(ctx context.Context, b *Bench, opts StackOptions) (_ *Stack, err
 		"JIRA_API_URL":             s.Sim.URL,
 		// The simulator listens on loopback, which production's egress policy refuses.
 		egress.EnvVar: egress.Loopback,
+		// A scenario's figures are its own: no supervisor pass runs in the middle of them.
+		"SUPERVISOR_INTERVAL": "24h",
 	}
 	if opts.Temporal {
 		port, err := freePort()

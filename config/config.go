@@ -52,6 +52,7 @@ func Vars() []Var {
 		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory."},
 		{"FINDING_RECONCILE_INTERVAL", "15m", "How often a connection with finding sync pulls recently changed issues, so lost webhooks still converge (new workflows)."},
 		{"EVIDENCE_RETENTION", "8760h", "Evidence older than this (and last observed before it) that no assessment holds is purged daily; at least 168h."},
+		{"SUPERVISOR_INTERVAL", "5m", "How often the connection supervisor (Temporal schedule `connection-supervisor`) starts the workflow of any active or needs_reauth connection that has none running; 10s to 24h."},
 		{"JIRA_OAUTH_CLIENT_ID", "", "Atlassian OAuth 2.0 (3LO) app client id; needed for cloud_oauth connections."},
 		{"JIRA_OAUTH_CLIENT_SECRET", "", "Atlassian OAuth 2.0 (3LO) app client secret."},
 		{"JIRA_AUTH_URL", "https://auth.atlassian.com", "Atlassian authorization server."},
@@ -99,6 +100,8 @@ type Config struct {
 	FindingReconcileInterval time.Duration
 	// EvidenceRetention is the retention window of unattached evidence.
 	EvidenceRetention time.Duration
+	// SupervisorInterval is the period of the connection supervisor's schedule.
+	SupervisorInterval time.Duration
 
 	JiraOAuthClientID     string
 	JiraOAuthClientSecret Secret
@@ -260,6 +263,9 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if c.EvidenceRetention, err = time.ParseDuration(get("EVIDENCE_RETENTION")); err != nil || c.EvidenceRetention < 7*24*time.Hour {
 		bad("EVIDENCE_RETENTION", get("EVIDENCE_RETENTION"), "must be a duration of at least 168h, e.g. 8760h")
+	}
+	if c.SupervisorInterval, err = time.ParseDuration(get("SUPERVISOR_INTERVAL")); err != nil || c.SupervisorInterval < 10*time.Second || c.SupervisorInterval > 24*time.Hour {
+		bad("SUPERVISOR_INTERVAL", get("SUPERVISOR_INTERVAL"), "must be a duration between 10s and 24h, e.g. 5m")
 	}
 	if (c.JiraOAuthClientID == "") != (c.JiraOAuthClientSecret == "") {
 		errs = append(errs, errors.New("JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET must be set together"))

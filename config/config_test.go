@@ -32,6 +32,9 @@ func TestDefaults(t *testing.T) {
 	if c.APIMaxBodyBytes != 1<<20 || c.KeyCacheTTL != 5*time.Minute || c.KMSProvider != "local" || c.LogLevel != slog.LevelInfo {
 		t.Errorf("defaults: %+v", c)
 	}
+	if c.SupervisorInterval != 5*time.Minute {
+		t.Errorf("supervisor interval %v, want 5m", c.SupervisorInterval)
+	}
 	if c.OAuthEnabled() {
 		t.Error("OAuth enabled without a client id")
 	}
@@ -64,6 +67,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		"TRUSTED_PROXIES":                 "not-an-ip",
 		"JIRA_AUTH_URL":                   "https://auth.example.com/?x=1",
 		"JIRA_EGRESS_ALLOW":               "10.0.0.0/33",
+		"SUPERVISOR_INTERVAL":             "1s",
 	}
 	for name, value := range cases {
 		_, err := LoadFrom(lookupFrom(map[string]string{name: value}))

@@ -90,6 +90,9 @@ func newStackWith(t *testing.T, extra map[string]string, opts ...app.Option) *st
 		"JIRA_API_URL":             cloud.URL,
 		// The simulators listen on loopback, which production's egress policy refuses.
 		"JIRA_EGRESS_ALLOW": egress.Loopback,
+		// Every test of the package shares its database; a supervisor pass on its own would
+		// restart earlier tests' connections in this test's Temporal. Tests trigger it instead.
+		"SUPERVISOR_INTERVAL": "24h",
 	}
 	for k, v := range extra {
 		env[k] = v

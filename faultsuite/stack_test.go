@@ -146,6 +146,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"LOCAL_KEYRING_DIR":  keyring,
 		// The simulator listens on loopback, which production's egress policy refuses.
 		"JIRA_EGRESS_ALLOW": egress.Loopback,
+		// The package's tests share one database: no supervisor pass restarts another test's
+		// connections in this stack's Temporal.
+		"SUPERVISOR_INTERVAL": "24h",
 		// Debug logs are where a careless secret would show up first.
 		"LOG_LEVEL":  "debug",
 		"LOG_FORMAT": "json",

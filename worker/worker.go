@@ -96,6 +96,7 @@ func keys(m map[string]enumspb.IndexedValueType) []string {
 func Register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflow(workflows.ConnectionWorkflow)
 	r.RegisterWorkflow(workflows.RetentionWorkflow)
+	r.RegisterWorkflow(workflows.SupervisorWorkflow)
 	acts.Register(r)
 }
 
@@ -148,6 +149,46 @@ func EnsureRetentionSchedule(ctx context.Context, c client.Client, taskQueue str
 	})
 	if err != nil && !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
 		return fmt.Errorf("create retention schedule: %w", err)
+	}
+	return nil
+}
+
+// EnsureSupervisorSchedule makes the connection-supervisor schedule run SupervisorWorkflow every
+// interval (SUPERVISOR_INTERVAL). It creates the schedule if it does not exist; an existing one
+// keeps its state (an operator's pause in the Temporal UI sticks) and only gets the configured
+// interval if its own differs, so changing SUPERVISOR_INTERVAL takes effect at the next worker
+// start. Passes never overlap: a tick while one runs is skipped.
+func EnsureSupervisorSchedule(ctx context.Context, c client.Client, taskQueue string, interval time.Duration) error {
+	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: interval}}}
+	_, err := c.ScheduleClient().Create(ctx, client.ScheduleOptions{
+		ID:   workflows.SupervisorScheduleID,
+		Spec: spec,
+		Action: &client.ScheduleWorkflowAction{
+			ID:        workflows.SupervisorScheduleID,
+			Workflow:  workflows.SupervisorWorkflow,
+			Args:      []any{activities.SupervisorInput{}},
+			TaskQueue: taskQueue,
+		},
+		Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,
+	})
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
+		return fmt.Errorf("create connection supervisor schedule: %w", err)
+	}
+	err = c.ScheduleClient().GetHandle(ctx, workflows.SupervisorScheduleID).Update(ctx, client.ScheduleUpdateOptions{
+		DoUpdate: func(in client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
+			s := in.Description.Schedule
+			if s.Spec != nil && len(s.Spec.Intervals) == 1 && s.Spec.Intervals[0].Every == interval && s.Spec.Intervals[0].Offset == 0 {
+				return nil, temporal.ErrSkipScheduleUpdate
+			}
+			s.Spec = &spec
+			return &client.ScheduleUpdate{Schedule: &s}, nil
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("update connection supervisor schedule to every %s: %w", interval, err)
 	}
 	return nil
 }

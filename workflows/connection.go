@@ -101,6 +101,10 @@ type ConnectionState struct {
 	ConnectionID uuid.UUID `json:"connection_id"`
 	Status       string    `json:"status"`
 	Stale        bool      `json:"stale"`
+	// Initialized: the stored connection has been loaded (in this run or one it continued from).
+	// A fresh workflow hands out its final sync numbers only from then on: a sync requested
+	// before is renumbered after the connection's stored runs (see resume in machine.go).
+	Initialized bool `json:"initialized"`
 	// LastSuccessAt is when the last successful sync completed; LastSyncAt when the last sync
 	// (of any outcome) started.
 	LastSuccessAt *time.Time `json:"last_success_at,omitempty"`
@@ -144,7 +148,7 @@ type ConnectionState struct {
 // stateView is the query's answer for s.
 func stateView(s State) ConnectionState {
 	return ConnectionState{
-		OrgID: s.OrgID, ConnectionID: s.ConnectionID, Status: s.Status, Stale: s.Stale,
+		OrgID: s.OrgID, ConnectionID: s.ConnectionID, Status: s.Status, Stale: s.Stale, Initialized: s.Initialized,
 		LastSuccessAt: timePtr(s.LastSuccessAt), LastSyncAt: timePtr(s.LastAttemptAt),
 		NextSyncAt: timePtr(s.NextSyncAt), StaleAt: timePtr(s.StaleAt),
 		Seq: s.Seq, PendingSyncSeq: s.PendingSeq, SyncInProgress: s.RunningSeq != 0, RunningSyncSeq: s.RunningSeq,

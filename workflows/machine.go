@@ -451,6 +451,7 @@ func (st *step) loaded(snap activities.ConnectionSnapshot) {
 		default:
 			s.Status = StatusActive
 		}
+		st.resume(snap)
 	case waitingForAuth(s.Status) && snap.Status == StatusActive:
 		// The API stored new credentials but its reauthorized update never arrived (the
 		// workflow's own needs_reauth mirror is written before any later load reads the row).
@@ -471,6 +472,61 @@ func (st *step) loaded(snap activities.ConnectionSnapshot) {
 	}
 	s.Loaded = true
 	st.mirror = true
+}
+
+// resume adopts, at the first load of a fresh workflow, the stored state of a connection whose
+// previous workflow was lost (terminated, failed, or never started), so that a new workflow
+// carries on where the old one stopped instead of treating the connection as new:
+//
+//   - the next scheduled sync is a cadence after the stored last attempt, not at once (a fleet
+//     whose workflows are restarted together does not sync all at once);
+//   - a stale connection stays stale (no second connection.stale row or alert; the next success
+//     recovers it), and the stored last error stays until a sync replaces it;
+//   - sync numbers continue after the highest stored run, whose idempotency key would otherwise
+//     be reused — and SyncEvidence answers a finished key from its row without syncing, which
+//     would count an old result as a fresh success; a sync requested before the load is
+//     renumbered the same way;
+//   - a run the lost workflow left unfinished is run again as soon as the connection may sync,
+//     under its own key, so it is finished instead of staying "running".
+//
+// For a new connection every stored value is empty and nothing changes.
+func (st *step) resume(snap activities.ConnectionSnapshot) {
+	s := &st.s
+	if snap.LastSyncAt != nil && snap.LastSyncAt.After(s.LastAttemptAt) {
+		s.LastAttemptAt = *snap.LastSyncAt
+	}
+	s.Stale = s.Stale || snap.Stale
+	if s.LastErrorType == "" && snap.LastErrorKind != "" {
+		s.LastErrorType, s.LastError = snap.LastErrorKind, truncate(snap.LastError)
+	}
+	run := snap.LastSync
+	if run == nil || run.Seq <= 0 {
+		return
+	}
+	// A fresh run has handed out at most one number before this load: a sync requested (sync now,
+	// re-authorized) while it started, from an empty state. Such a request is renumbered too.
+	switch {
+	case run.Outcome == activities.OutcomeRunning:
+		trigger := TriggerSchedule
+		switch {
+		case s.PendingSeq != 0:
+			trigger = s.PendingTrigger // the interrupted run serves the request
+		case run.Trigger == TriggerSyncNow || run.Trigger == TriggerReauthorized:
+			trigger = run.Trigger
+		}
+		s.Seq = max(s.Seq, run.Seq)
+		s.PendingSeq, s.PendingTrigger = run.Seq, trigger
+		return
+	case s.PendingSeq != 0:
+		s.Seq = max(s.Seq, run.Seq+1)
+		s.PendingSeq = s.Seq
+	default:
+		s.Seq = max(s.Seq, run.Seq)
+	}
+	switch run.Outcome {
+	case OutcomeSuccess, OutcomePartial, OutcomeNoData, OutcomeFailed:
+		s.LastOutcome = run.Outcome
+	}
 }
 
 // request asks for a sync, coalescing with one already pending.

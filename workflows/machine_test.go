@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/jiraconnect/jiraconnect/activities"
 )
@@ -686,3 +688,111 @@ func TestTruncate(t *testing.T) {
 }
 
 func utf8Valid(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
+
+// TestResumeAfterLostWorkflow: a fresh workflow of a connection whose previous workflow was lost
+// (terminated, failed, never started) carries on from the stored state instead of starting the
+// connection over.
+func TestResumeAfterLostWorkflow(t *testing.T) {
+	at := func(d time.Duration) *time.Time { v := t0.Add(d); return &v }
+	lastSync := t0.Add(10 * day)
+
+	t.Run("schedule, success and numbering", func(t *testing.T) {
+		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
+			c.LastSuccessAt, c.LastSyncAt = at(10*day+time.Minute), &lastSync
+			c.LastSync = &activities.SyncRunRecord{Seq: 7, Outcome: OutcomeSuccess, Trigger: TriggerSchedule}
+		})
+		s, cmds := Step(NewState(testOrg, testConn, nil), Loaded{snap}, t0.Add(10*day+time.Hour))
+		require.Equal(t, []string{"attrs active stale=false reauth=false", "mirror active stale=false"}, describe(cmds),
+			"no sync at once: the last one is an hour old")
+		assert.Equal(t, int64(7), s.Seq)
+		assert.Equal(t, lastSync, s.LastAttemptAt)
+		assert.Equal(t, OutcomeSuccess, s.LastOutcome)
+		assert.Equal(t, lastSync.Add(day+Jitter(testConn, 8, day)), s.NextSyncAt, "next sync a cadence after the stored attempt")
+		assert.Equal(t, t0.Add(12*day+time.Minute), s.StaleAt)
+
+		// The next sync is number 8: sync 7's key is never used again.
+		s, cmds = Step(s, SyncNowRequested{}, t0.Add(10*day+2*time.Hour))
+		assert.Contains(t, describe(cmds), "sync 8 sync_now")
+	})
+
+	t.Run("stale stays stale with its error, without a second stale event", func(t *testing.T) {
+		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
+			c.LastSuccessAt, c.LastSyncAt, c.Stale = at(0), at(3*day), true
+			c.LastError, c.LastErrorKind = "jira: 502", activities.ErrTypeTransient
+			c.LastSync = &activities.SyncRunRecord{Seq: 4, Outcome: OutcomeFailed}
+		})
+		s, cmds := Step(NewState(testOrg, testConn, nil), Loaded{snap}, t0.Add(3*day+time.Hour))
+		require.Equal(t, []string{"attrs active stale=true reauth=false", "mirror active stale=true err=transient"}, describe(cmds))
+		assert.True(t, s.Stale)
+		assert.True(t, s.StaleAt.IsZero())
+		assert.Equal(t, "jira: 502", s.LastError)
+		assert.Equal(t, OutcomeFailed, s.LastOutcome)
+
+		// The next success recovers it as usual.
+		s, _ = Step(s, SyncNowRequested{}, t0.Add(3*day+2*time.Hour))
+		require.Equal(t, int64(5), s.RunningSeq)
+		_, cmds = Step(s, SyncFinished{Seq: 5, Outcome: OutcomeSuccess}, t0.Add(3*day+3*time.Hour))
+		assert.Equal(t, []string{"resolve-alert connection_stale", "attrs active stale=false reauth=false",
+			"mirror active stale=false connection.recovered"}, describe(cmds))
+	})
+
+	t.Run("an interrupted run is run again under its own number", func(t *testing.T) {
+		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
+			c.LastSuccessAt, c.LastSyncAt = at(day), at(2*day)
+			c.LastSync = &activities.SyncRunRecord{Seq: 3, Outcome: activities.OutcomeRunning, Trigger: TriggerSyncNow}
+		})
+		s, cmds := Step(NewState(testOrg, testConn, nil), Loaded{snap}, t0.Add(2*day+time.Hour))
+		assert.Equal(t, []string{"attrs active stale=false reauth=false", "mirror active stale=false", "sync 3 sync_now"}, describe(cmds))
+		assert.Equal(t, int64(3), s.Seq)
+	})
+
+	t.Run("needs_reauth waits, then finishes the interrupted run", func(t *testing.T) {
+		snap := snapshot(StatusNeedsReauth, func(c *activities.ConnectionSnapshot) {
+			c.LastSuccessAt, c.LastSyncAt = at(day), at(2*day)
+			c.LastError, c.LastErrorKind = "token refused", activities.ErrTypeReauthRequired
+			c.LastSync = &activities.SyncRunRecord{Seq: 3, Outcome: activities.OutcomeRunning, Trigger: TriggerSchedule}
+		})
+		s, cmds := Step(NewState(testOrg, testConn, nil), Loaded{snap}, t0.Add(2*day+time.Hour))
+		require.Equal(t, []string{"attrs needs_reauth stale=false reauth=true", "mirror needs_reauth stale=false err=reauth_required"}, describe(cmds))
+		assert.Equal(t, StatusNeedsReauth, s.Status)
+		assert.Zero(t, s.RunningSeq)
+		assert.True(t, s.NextSyncAt.IsZero())
+		assert.Equal(t, t0.Add(3*day), s.Wake(), "only the stale clock runs")
+
+		_, cmds = Step(s, Reauthorized{}, t0.Add(2*day+2*time.Hour))
+		assert.Contains(t, describe(cmds), "sync 3 schedule")
+	})
+
+	t.Run("a sync requested before the load is numbered after the stored runs", func(t *testing.T) {
+		s, cmds := Step(NewState(testOrg, testConn, nil), SyncNowRequested{}, t0.Add(2*day))
+		require.Empty(t, describe(cmds), "nothing runs before the load")
+		require.Equal(t, int64(1), s.PendingSeq)
+		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
+			c.LastSuccessAt, c.LastSyncAt = at(day), at(day)
+			c.LastSync = &activities.SyncRunRecord{Seq: 1, Outcome: OutcomeSuccess}
+		})
+		s, cmds = Step(s, Loaded{snap}, t0.Add(2*day+time.Second))
+		assert.Contains(t, describe(cmds), "sync 2 sync_now", "sync 1's key is taken: its result would be replayed as a fresh sync")
+		assert.Equal(t, int64(2), s.Seq)
+
+		// An interrupted run serves such a request.
+		s, _ = Step(NewState(testOrg, testConn, nil), SyncNowRequested{}, t0.Add(2*day))
+		snap.LastSync = &activities.SyncRunRecord{Seq: 3, Outcome: activities.OutcomeRunning, Trigger: TriggerSchedule}
+		s, cmds = Step(s, Loaded{snap}, t0.Add(2*day+time.Second))
+		assert.Contains(t, describe(cmds), "sync 3 sync_now")
+		assert.Equal(t, int64(3), s.Seq)
+	})
+
+	t.Run("a run that continued as new keeps its own state", func(t *testing.T) {
+		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
+			c.LastSyncAt, c.Stale = at(5*day), true
+			c.LastSync = &activities.SyncRunRecord{Seq: 99, Outcome: activities.OutcomeRunning}
+		})
+		s := with(loaded(), func(s *State) { s.Loaded = false })
+		got, _ := Step(s, Loaded{snap}, t0.Add(time.Hour))
+		assert.Equal(t, int64(1), got.Seq)
+		assert.Equal(t, t0, got.LastAttemptAt)
+		assert.False(t, got.Stale)
+		assert.Zero(t, got.PendingSeq)
+	})
+}

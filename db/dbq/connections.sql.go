@@ -275,6 +275,59 @@ func (q *Queries) ListConnections(ctx context.Context, pageSize int32) ([]Connec
 	return items, nil
 }
 
+const listSupervisedConnections = `-- name: ListSupervisedConnections :many
+SELECT id, status, stale, created_at
+FROM connections
+WHERE status IN ('active', 'needs_reauth')
+  AND deleted_at IS NULL
+  AND created_at >= $1::timestamptz
+  AND (created_at, id) > ($1::timestamptz, $2::uuid)
+ORDER BY created_at, id
+LIMIT $3::integer
+`
+
+type ListSupervisedConnectionsParams struct {
+	AfterCreatedAt time.Time
+	AfterID        uuid.UUID
+	PageSize       int32
+}
+
+type ListSupervisedConnectionsRow struct {
+	ID        uuid.UUID
+	Status    string
+	Stale     bool
+	CreatedAt time.Time
+}
+
+// One page of the organization's connections that must have a running workflow (active or
+// needs_reauth, not deleted), in (created_at, id) order after the cursor, for the connection
+// supervisor. The order follows connections_org_idx, so a page costs an index range scan
+// however many connections the organization has.
+func (q *Queries) ListSupervisedConnections(ctx context.Context, arg ListSupervisedConnectionsParams) ([]ListSupervisedConnectionsRow, error) {
+	rows, err := q.db.Query(ctx, listSupervisedConnections, arg.AfterCreatedAt, arg.AfterID, arg.PageSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []ListSupervisedConnectionsRow{}
+	for rows.Next() {
+		var i ListSupervisedConnectionsRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Status,
+			&i.Stale,
+			&i.CreatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const lockCredentialRefresh = `-- name: LockCredentialRefresh :exec
 SELECT pg_advisory_xact_lock(hashtextextended('jiraconnect.oauth-refresh.' || $1::uuid::text, 0))
 `

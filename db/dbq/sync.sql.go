@@ -256,6 +256,40 @@ func (q *Queries) LatestConnectionAudit(ctx context.Context, connectionID string
 	return i, err
 }
 
+const latestSyncRun = `-- name: LatestSyncRun :one
+SELECT substring(idempotency_key FROM length($1::text) + 1)::bigint AS seq,
+       outcome, triggered_by
+FROM connector_runs
+WHERE connection_id = $2
+  AND kind = 'sync'
+  AND starts_with(idempotency_key, $1::text)
+  AND substring(idempotency_key FROM length($1::text) + 1) ~ '^[0-9]{1,18}$'
+ORDER BY 1 DESC
+LIMIT 1
+`
+
+type LatestSyncRunParams struct {
+	KeyPrefix    string
+	ConnectionID uuid.UUID
+}
+
+type LatestSyncRunRow struct {
+	Seq         int64
+	Outcome     string
+	TriggeredBy string
+}
+
+// The connection's evidence sync run with the highest sequence number under its workflow's run
+// keys (key_prefix = "<workflow id>/sync/", see activities.SyncKey), for a workflow that starts
+// over after its previous run was lost: it numbers its syncs after this one and re-runs it if it
+// was interrupted. Reads the connection's sync runs once per workflow run start.
+func (q *Queries) LatestSyncRun(ctx context.Context, arg LatestSyncRunParams) (LatestSyncRunRow, error) {
+	row := q.db.QueryRow(ctx, latestSyncRun, arg.KeyPrefix, arg.ConnectionID)
+	var i LatestSyncRunRow
+	err := row.Scan(&i.Seq, &i.Outcome, &i.TriggeredBy)
+	return i, err
+}
+
 const lockConnection = `-- name: LockConnection :one
 SELECT id, org_id, kind, site_url, cloud_id, status, config, scopes, sealed_credentials, credentials_version, webhook_secret_hash, workflow_id, last_sync_at, last_success_at, next_sync_at, stale, last_error, last_error_kind, created_at, updated_at, deleted_at, webhook_signing_secret, dynamic_webhook_ids, dynamic_webhook_expires_at, reconciled_at, finding_sync_error, finding_sync_error_kind, finding_sync_error_at FROM connections WHERE id = $1 FOR UPDATE
 `

@@ -85,3 +85,17 @@ FROM app_consume_oauth_state(sqlc.arg(state_hash)::bytea);
 -- name: WebhookTarget :one
 SELECT org_id::uuid AS org_id, status::text AS status, webhook_secret_hash::bytea AS webhook_secret_hash, deleted::boolean AS deleted
 FROM app_webhook_target(sqlc.arg(connection_id)::uuid);
+
+-- name: ListSupervisedConnections :many
+-- One page of the organization's connections that must have a running workflow (active or
+-- needs_reauth, not deleted), in (created_at, id) order after the cursor, for the connection
+-- supervisor. The order follows connections_org_idx, so a page costs an index range scan
+-- however many connections the organization has.
+SELECT id, status, stale, created_at
+FROM connections
+WHERE status IN ('active', 'needs_reauth')
+  AND deleted_at IS NULL
+  AND created_at >= sqlc.arg(after_created_at)::timestamptz
+  AND (created_at, id) > (sqlc.arg(after_created_at)::timestamptz, sqlc.arg(after_id)::uuid)
+ORDER BY created_at, id
+LIMIT sqlc.arg(page_size)::integer;

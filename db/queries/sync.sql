@@ -169,3 +169,18 @@ SET outcome     = 'failed',
     error       = 'the connection was revoked while this run was in flight',
     error_kind  = sqlc.arg(error_kind)
 WHERE connection_id = sqlc.arg(connection_id) AND outcome = 'running';
+
+-- name: LatestSyncRun :one
+-- The connection's evidence sync run with the highest sequence number under its workflow's run
+-- keys (key_prefix = "<workflow id>/sync/", see activities.SyncKey), for a workflow that starts
+-- over after its previous run was lost: it numbers its syncs after this one and re-runs it if it
+-- was interrupted. Reads the connection's sync runs once per workflow run start.
+SELECT substring(idempotency_key FROM length(sqlc.arg(key_prefix)::text) + 1)::bigint AS seq,
+       outcome, triggered_by
+FROM connector_runs
+WHERE connection_id = sqlc.arg(connection_id)
+  AND kind = 'sync'
+  AND starts_with(idempotency_key, sqlc.arg(key_prefix)::text)
+  AND substring(idempotency_key FROM length(sqlc.arg(key_prefix)::text) + 1) ~ '^[0-9]{1,18}$'
+ORDER BY 1 DESC
+LIMIT 1;
