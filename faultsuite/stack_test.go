@@ -354,8 +354,14 @@ func (r reply) str(path ...string) string {
 
 var apiHTTP = &http.Client{Timeout: 90 * time.Second}
 
-// call calls the API; transport errors are returned, not fatal (the API may be down on purpose).
+// call calls the (first) API; transport errors are returned, not fatal (the API may be down on
+// purpose).
 func (s *stack) call(method, path, key string, body any) (reply, error) {
+	return s.callAt(s.apiURL, method, path, key, body)
+}
+
+// callAt calls the API process at base.
+func (s *stack) callAt(base, method, path, key string, body any) (reply, error) {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -364,7 +370,7 @@ func (s *stack) call(method, path, key string, body any) (reply, error) {
 		}
 		rd = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, s.apiURL+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		return reply{}, err
 	}
