@@ -201,7 +201,7 @@ func TestParseSyncConfig(t *testing.T) {
 		{"unknown field", `{"project":"SEC"}`, nil, "finding_sync.project", "unknown field"},
 		{"wrong type", `{"labels":"a,b"}`, nil, "finding_sync.labels", "an array"},
 		{"wrong type string", `{"project_key":7}`, nil, "finding_sync.project_key", "a string"},
-		{"wrong type in map", `{"status_map":{"open":"Open"}}`, nil, "finding_sync.status_map", "an object"},
+		{"wrong type in map", `{"status_map":{"open":"Open"}}`, nil, "finding_sync.status_map.open", "an object"},
 		{"not an object", `[1]`, nil, "finding_sync", "JSON object"},
 		{"trailing data", `{} {}`, nil, "finding_sync", "data after"},
 		{"malformed", `{"project_key":`, nil, "finding_sync", "malformed"},

@@ -122,6 +122,8 @@ func translate(err error) *Error {
 			return invalid(field, "appears more than once")
 		case isUTF8Error(syn.Err):
 			return invalid(field, "must be valid UTF-8 text")
+		case syn.Err != nil && strings.Contains(syn.Err.Error(), "after top-level value"):
+			return &Error{Code: CodeInvalidJSON, Message: "request body has data after the JSON object"}
 		}
 		return &Error{Code: CodeInvalidJSON, Message: fmt.Sprintf("malformed JSON at byte %d: %s", syn.ByteOffset, describeSyntax(syn.Err))}
 	case errors.As(err, &sem):
