@@ -415,7 +415,11 @@ func (s *Server) validateAgainstJira(ctx context.Context, conn connections.Conne
 		switch jira.KindOf(err) {
 		case jira.KindNotFound:
 			return errInvalidField("finding_sync.project_key", "project %s is not visible to this connection", cfg.ProjectKey)
-		case jira.KindForbidden, jira.KindReauthRequired, jira.KindUnauthorized:
+		case jira.KindReauthRequired, jira.KindUnauthorized:
+			// The credentials, not the project, are the problem: say so, and what fixes it.
+			return &Error{Status: http.StatusConflict, Code: "reauth_required",
+				Message: "Jira no longer accepts this connection's credentials: re-authorize it (POST /v1/connections/{id}/reauth), then save the finding-sync configuration again"}
+		case jira.KindForbidden:
 			return &Error{Status: http.StatusBadRequest, Code: "jira_forbidden", Field: "finding_sync.project_key",
 				Message: "finding_sync.project_key: the connection may not read create metadata of " + cfg.ProjectKey}
 		}

@@ -133,28 +133,8 @@ func TestRestartedServerServesAtOnce(t *testing.T) {
 			t.Fatalf("round %d: internal ports changed across a restart: %v, then %v", round, ports, got)
 		}
 		ports = got
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := WaitReady(ctx, srv.HostPort); err != nil {
-			t.Fatal(err)
-		}
-		c, err := client.DialContext(ctx, client.Options{HostPort: srv.HostPort, Namespace: "default"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		w := sdkworker.New(c, "devstack-restart", sdkworker.Options{})
-		w.RegisterWorkflowWithOptions(echoWorkflow, workflow.RegisterOptions{Name: "echo"})
-		if err := w.Start(); err != nil {
-			t.Fatal(err)
-		}
 		began := time.Now()
-		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "devstack-restart"}, "echo", round)
-		var out int
-		if err == nil {
-			err = run.Get(ctx, &out)
-		}
-		cancel()
-		w.Stop()
-		c.Close()
+		out, err := roundTrip(srv, "devstack-restart", round, 10*time.Second)
 		if stopErr := srv.Stop(); stopErr != nil {
 			t.Fatal(stopErr)
 		}
@@ -165,6 +145,34 @@ func TestRestartedServerServesAtOnce(t *testing.T) {
 }
 
 func echoWorkflow(_ workflow.Context, n int) (int, error) { return n, nil }
+
+// roundTrip runs one workflow through srv on a worker of its own (frontend, matching, history and
+// the worker all take part) and returns its result, within timeout from the call.
+func roundTrip(srv *Temporal, taskQueue string, n int, timeout time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := WaitReady(ctx, srv.HostPort); err != nil {
+		return 0, err
+	}
+	c, err := client.DialContext(ctx, client.Options{HostPort: srv.HostPort, Namespace: "default"})
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	w := sdkworker.New(c, taskQueue, sdkworker.Options{})
+	w.RegisterWorkflowWithOptions(echoWorkflow, workflow.RegisterOptions{Name: "echo"})
+	if err := w.Start(); err != nil {
+		return 0, err
+	}
+	defer w.Stop()
+	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: taskQueue}, "echo", n)
+	if err != nil {
+		return 0, err
+	}
+	var out int
+	err = run.Get(ctx, &out)
+	return out, err
+}
 
 // syncBuffer is a log sink the server writes to from many goroutines.
 type syncBuffer struct {
@@ -195,29 +203,9 @@ func TestStopIsQuiet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := WaitReady(ctx, srv.HostPort); err != nil {
+	if _, err := roundTrip(srv, "devstack-quiet", 1, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: srv.HostPort, Namespace: "default"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := sdkworker.New(c, "devstack-quiet", sdkworker.Options{})
-	w.RegisterWorkflowWithOptions(echoWorkflow, workflow.RegisterOptions{Name: "echo"})
-	if err := w.Start(); err != nil {
-		t.Fatal(err)
-	}
-	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: "devstack-quiet"}, "echo", 1)
-	if err == nil {
-		err = run.Get(ctx, nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Stop()
-	c.Close()
 	before := len(logs.String())
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)

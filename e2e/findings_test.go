@@ -388,3 +388,24 @@ func TestConfigurationChangesAreAudited(t *testing.T) {
 		t.Errorf("connection.finding_sync_configure audited as %v", fs)
 	}
 }
+
+// A finding-sync configuration saved while Jira no longer accepts the connection's grant is
+// refused as a re-authorization problem, not as a permission problem of the project.
+func TestFindingSyncConfigurationWithARevokedGrantAsksForReauth(t *testing.T) {
+	s := newStack(t)
+	key := s.org("revoked-grant")
+	r := s.call("POST", "/v1/connections", key, map[string]any{"kind": "cloud_oauth", "site_url": s.cloud.URL, "finding_sync": true})
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.raw)
+	}
+	connID := r.str("id")
+	if done := s.callURL("GET", consent(t, r.str("authorize_url")), ""); done.status != 200 {
+		t.Fatalf("callback: %d %s", done.status, done.raw)
+	}
+	s.cloud.RevokeOAuthGrants(s.cloud.AdminUser().Email)
+	s.cloud.ExpireAccessTokens()
+	fs := s.call("PUT", "/v1/connections/"+connID+"/finding-sync", key, map[string]any{"project_key": "SEC", "issue_type": jirasim.IssueTypeVulnerability})
+	if fs.status != 409 || fs.str("error", "code") != "reauth_required" || !strings.Contains(fs.str("error", "message"), "re-authorize") {
+		t.Fatalf("finding sync with a revoked grant: %d %s", fs.status, fs.raw)
+	}
+}

@@ -26,7 +26,8 @@ func TestOAuthRefreshIsSingleFlightAcrossProcesses(t *testing.T) {
 		oauth:       &simSpec{name: "jira-oauth", flavor: "cloud", issues: 60, tokenTTL: ttl, noLeeway: true},
 		moreAPIs:    1,
 		moreWorkers: 1,
-		env:         map[string]string{"FINDING_RECONCILE_INTERVAL": "2s"},
+		// Reconciliation would refresh on its own schedule; the bursts decide when tokens are needed.
+		env: map[string]string{"FINDING_RECONCILE_INTERVAL": "1h"},
 	})
 	sim := s.oauthSim
 	o := s.newOrg("refresh")
@@ -48,15 +49,13 @@ func TestOAuthRefreshIsSingleFlightAcrossProcesses(t *testing.T) {
 		return n > 0, "no successful sync yet"
 	})
 	connectedAt := time.Now()
+	s.mustCall("PUT", "/v1/connections/"+connID+"/finding-sync", o.key, map[string]any{"project_key": "SEC", "issue_type": "10005"}, http.StatusOK)
 
-	// Load: every process needs a token all the time.
-	const load = 45 * time.Second
-	ctx, cancel := context.WithTimeout(context.Background(), load)
-	defer cancel()
-	var wg sync.WaitGroup
+	// Bursts: the moment the access token enters its refresh margin, every process needs a token
+	// at once — both APIs validate the finding-sync configuration with Jira (eight requests each),
+	// and both APIs ask for a sync and a connection test, which the workers run.
 	var mu sync.Mutex
 	var failures []string
-	calls := map[string]int{}
 	fail := func(format string, args ...any) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -64,39 +63,51 @@ func TestOAuthRefreshIsSingleFlightAcrossProcesses(t *testing.T) {
 			failures = append(failures, fmt.Sprintf(format, args...))
 		}
 	}
-	loop := func(name string, every time.Duration, do func(i int) (reply, error), ok ...int) {
-		wg.Go(func() {
-			for i := 0; ctx.Err() == nil; i++ {
-				r, err := do(i)
-				mu.Lock()
-				calls[name]++
-				mu.Unlock()
-				switch {
-				case err != nil:
-					fail("%s: %v", name, err)
-				case r.status >= 300 && !slices.Contains(ok, r.status):
-					fail("%s: %d %.300s", name, r.status, r.raw)
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(every):
-				}
+	check := func(name string, r reply, err error, ok ...int) {
+		switch {
+		case err != nil:
+			fail("%s: %v", name, err)
+		case r.status >= 300 && !slices.Contains(ok, r.status):
+			fail("%s: %d %.300s", name, r.status, r.raw)
+		}
+	}
+	lastRefresh := func() time.Time {
+		var last time.Time
+		for _, r := range sim.requests() {
+			if r.Path == "/oauth/token" && r.Time.After(last) {
+				last = r.Time
 			}
-		})
+		}
+		return last
 	}
 	findingSync := map[string]any{"project_key": "SEC", "issue_type": "10005"}
-	for i, base := range s.apiURLs {
-		loop(fmt.Sprintf("api-%d validates finding sync with Jira", i+1), 300*time.Millisecond, func(int) (reply, error) {
-			return s.callAt(base, "PUT", "/v1/connections/"+connID+"/finding-sync", o.key, findingSync)
-		})
+	const rounds = 4
+	for round := 1; round <= rounds; round++ {
+		time.Sleep(time.Until(lastRefresh().Add(ttl/2 + 100*time.Millisecond)))
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i, base := range s.apiURLs {
+			for j := range 8 {
+				wg.Go(func() {
+					<-start
+					r, err := s.callAt(base, "PUT", "/v1/connections/"+connID+"/finding-sync", o.key, findingSync)
+					check(fmt.Sprintf("round %d api-%d validation %d", round, i+1, j), r, err)
+				})
+			}
+			wg.Go(func() {
+				<-start
+				r, err := s.callAt(base, "POST", "/v1/connections/"+connID+"/sync", o.key, nil)
+				check(fmt.Sprintf("round %d api-%d sync", round, i+1), r, err, http.StatusConflict)
+			})
+			wg.Go(func() {
+				<-start
+				r, err := s.callAt(base, "POST", "/v1/connections/"+connID+"/test", o.key, nil)
+				check(fmt.Sprintf("round %d api-%d test", round, i+1), r, err, http.StatusGatewayTimeout)
+			})
+		}
+		close(start)
+		wg.Wait()
 	}
-	loop("sync now", time.Second, func(i int) (reply, error) {
-		return s.callAt(s.apiURLs[i%len(s.apiURLs)], "POST", "/v1/connections/"+connID+"/sync", o.key, nil)
-	})
-	loop("connection test", 4*time.Second, func(i int) (reply, error) {
-		return s.callAt(s.apiURLs[i%len(s.apiURLs)], "POST", "/v1/connections/"+connID+"/test", o.key, nil)
-	}, http.StatusGatewayTimeout) // a test still running when the API stops waiting is not a failure
-	wg.Wait()
 
 	for _, f := range failures {
 		t.Error(f)
@@ -116,8 +127,8 @@ func TestOAuthRefreshIsSingleFlightAcrossProcesses(t *testing.T) {
 	if len(refused) > 0 {
 		t.Errorf("the token endpoint refused %d refreshes (a spent refresh token was presented): %v", len(refused), refused)
 	}
-	if min := int(load / ttl); len(refreshes) < min {
-		t.Errorf("%d refreshes in %s of load with a %s token: the processes did not need tokens", len(refreshes), load, ttl)
+	if len(refreshes) < rounds {
+		t.Errorf("%d refreshes in %d rounds: the processes did not need new tokens", len(refreshes), rounds)
 	}
 	for i := 1; i < len(refreshes); i++ {
 		if gap := refreshes[i].Sub(refreshes[i-1]); gap < ttl/2-2*time.Second {
@@ -141,6 +152,6 @@ func TestOAuthRefreshIsSingleFlightAcrossProcesses(t *testing.T) {
 			adoptedBy++
 		}
 	}
-	t.Logf("%d refreshes in %s; %d processes rotated tokens, %d took tokens another had rotated; calls %v", len(refreshes), load, rotatedBy, adoptedBy, calls)
+	t.Logf("%d refreshes in %d rounds; %d processes rotated tokens, %d took tokens another had rotated", len(refreshes), rounds, rotatedBy, adoptedBy)
 	s.checkLogs()
 }

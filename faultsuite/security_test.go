@@ -3,7 +3,6 @@ package faultsuite
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -190,40 +189,17 @@ func rowsChanged(before, after map[string]bool) int {
 	return n
 }
 
-// send issues a probe's request exactly as written.
-func (s *stack) send(p probe) (reply, error) {
-	var rd io.Reader
-	if p.body != "" {
-		rd = strings.NewReader(p.body)
-	}
-	req, err := http.NewRequest(p.method, s.apiURL+p.path, rd)
-	if err != nil {
-		return reply{}, err
-	}
-	if p.key != "" {
-		req.Header.Set("Authorization", "Bearer "+p.key)
-	}
+// sendProbe issues a probe's request exactly as written.
+func (s *stack) sendProbe(p probe) (reply, error) {
+	var body io.Reader
 	ct := p.contentType
-	if ct == "" && p.body != "" {
-		ct = "application/json"
+	if p.body != "" {
+		body = strings.NewReader(p.body)
+		if ct == "" {
+			ct = "application/json"
+		}
 	}
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	resp, err := apiHTTP.Do(req)
-	if err != nil {
-		return reply{}, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{}, err
-	}
-	r := reply{status: resp.StatusCode, raw: string(raw)}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		_ = json.Unmarshal(raw, &r.body)
-	}
-	return r, nil
+	return s.send(s.apiURL, p.method, p.path, p.key, ct, body)
 }
 
 // runProbes sends each probe alone and checks its answer and that the organization's rows are
@@ -231,7 +207,7 @@ func (s *stack) send(p probe) (reply, error) {
 func (s *stack) runProbes(rep *securityReport, orgID uuid.UUID, probes []probe) {
 	for _, p := range probes {
 		before := s.orgRows(orgID)
-		r, err := s.send(p)
+		r, err := s.sendProbe(p)
 		written := rowsChanged(before, s.orgRows(orgID))
 		failure := ""
 		switch {
