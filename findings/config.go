@@ -217,7 +217,7 @@ func (p SyncConfigPatch) Apply(c SyncConfig) SyncConfig {
 // decodeStrict decodes one JSON object (or null/empty) into dst through strictjson, the strict
 // decoding path of every API body, with errors that name the configuration field.
 func decodeStrict(raw []byte, dst any) error {
-	raw = bytes.TrimSpace(raw)
+	raw = bytes.Trim(raw, " \t\n\r")
 	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
 		return nil
 	}

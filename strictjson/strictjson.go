@@ -62,13 +62,18 @@ func (e *Error) WithPrefix(prefix string) *Error {
 	return &out
 }
 
+// jsonSpace is the whitespace RFC 8259 allows around and between tokens.
+const jsonSpace = " \t\n\r"
+
 // MultilineTag is the struct tag that admits tab, line feed and carriage return in a string field.
 const MultilineTag = `text:"multiline"`
 
 // Decode decodes data, which must be exactly one JSON object, into dst (a non-nil pointer).
 // The returned error is always an *Error.
 func Decode(data []byte, dst any) error {
-	trimmed := bytes.TrimSpace(data)
+	// JSON's whitespace is space, tab, line feed and carriage return; bytes.TrimSpace would also
+	// take form feeds and Unicode spaces, which JSON does not allow around a value.
+	trimmed := bytes.Trim(data, jsonSpace)
 	if len(trimmed) == 0 {
 		return &Error{Code: CodeInvalidJSON, Message: "request body is empty; expected a JSON object"}
 	}

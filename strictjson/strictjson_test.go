@@ -76,6 +76,8 @@ func TestDecodeRefuses(t *testing.T) {
 		{"empty", ``, strictjson.CodeInvalidJSON, "", "empty"},
 		{"array", `[1]`, strictjson.CodeInvalidJSON, "", "must be a JSON object"},
 		{"trailing data", `{"name":"a"} {}`, strictjson.CodeInvalidJSON, "", "data after the JSON object"},
+		{"form feed after the object", "{}\f", strictjson.CodeInvalidJSON, "", "data after the JSON object"},
+		{"form feed before the object", "\f{}", strictjson.CodeInvalidJSON, "", "JSON object"},
 		{"truncated", `{"name":"a"`, strictjson.CodeInvalidJSON, "", "malformed JSON"},
 		{"string as boolean", `{"enabled":"true"}`, strictjson.CodeInvalidField, "enabled", "enabled: must be a boolean"},
 		{"string false as boolean", `{"enabled":"false"}`, strictjson.CodeInvalidField, "enabled", "must be a boolean"},
