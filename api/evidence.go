@@ -120,7 +120,7 @@ func (s *Server) coverage(c echo.Context) error {
 			if err != nil {
 				return err
 			}
-			ec := evidence.Connection{ID: r.ID, Status: evidence.ConnectionStatus(r.Status), StaleThreshold: cfg.StaleThreshold.D()}
+			ec := evidence.Connection{ID: r.ID, Status: evidence.ConnectionStatus(r.Status), StaleThreshold: cfg.EffectiveStaleThreshold()}
 			if r.LastSuccessAt != nil && !r.Stale {
 				ec.LastSuccessfulSync = *r.LastSuccessAt
 			}

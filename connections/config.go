@@ -93,6 +93,31 @@ const (
 	maxJQLLength      = 2000
 )
 
+// The schedule rule that keeps a healthy connection from ever going stale. A scheduled sync starts
+// a cadence after the previous one began, moved by up to SyncJitterSpan either way; a sync against
+// a healthy but slow Jira may take up to SyncRetryBudget with its retries; the stale deadline is
+// the threshold after the previous success. So a threshold of at least StaleThresholdFloor — the
+// cadence, the largest jitter and the retry budget — is always met by the next sync of a healthy
+// connection, and a stale alert means something is wrong.
+const (
+	// MaxSyncJitter caps the scheduling jitter of any cadence.
+	MaxSyncJitter = 10 * time.Minute
+	// SyncRetryBudget bounds a sync with every retry its activity policy allows (attempts at their
+	// full timeout plus the backoffs between them; a test keeps it in step with the policy).
+	SyncRetryBudget = 25 * time.Minute
+)
+
+// SyncJitterSpan is the largest offset the scheduler adds to or takes from a cadence: a twentieth
+// of it, at most MaxSyncJitter.
+func SyncJitterSpan(cadence time.Duration) time.Duration { return min(cadence/20, MaxSyncJitter) }
+
+// StaleThresholdFloor is the smallest stale threshold a cadence allows (see the schedule rule
+// above): cadence + SyncJitterSpan(cadence) + SyncRetryBudget, and never less than
+// MinStaleThreshold.
+func StaleThresholdFloor(cadence time.Duration) time.Duration {
+	return max(MinStaleThreshold, cadence+SyncJitterSpan(cadence)+SyncRetryBudget)
+}
+
 // Config is a connection's evidence-sync configuration, stored in connections.config.
 type Config struct {
 	// SyncCadence is the time between scheduled syncs (default 24h).
@@ -135,8 +160,11 @@ func (c Config) Validate() error {
 		return &FieldError{"sync_cadence", fmt.Sprintf("must be between %s and %s", MinCadence, MaxCadence)}
 	case c.StaleThreshold.D() < MinStaleThreshold || c.StaleThreshold.D() > MaxStaleThreshold:
 		return &FieldError{"stale_threshold", fmt.Sprintf("must be between %s and %s", MinStaleThreshold, MaxStaleThreshold)}
-	case c.StaleThreshold.D() < c.SyncCadence.D():
-		return &FieldError{"stale_threshold", "must not be shorter than sync_cadence, or the connection is stale between two healthy syncs"}
+	case c.StaleThreshold.D() < StaleThresholdFloor(c.SyncCadence.D()):
+		cadence := c.SyncCadence.D()
+		return &FieldError{"stale_threshold", fmt.Sprintf("must be at least %s for a sync_cadence of %s: the cadence, plus up to %s "+
+			"of scheduling jitter, plus %s for a sync and its retries; any less and a healthy connection goes stale between two syncs",
+			StaleThresholdFloor(cadence), cadence, SyncJitterSpan(cadence), SyncRetryBudget)}
 	case strings.TrimSpace(c.ResolvedJQL) == "":
 		return &FieldError{"resolved_jql", "must not be empty"}
 	case len(c.ResolvedJQL) > maxJQLLength:
@@ -156,6 +184,13 @@ func (c Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// EffectiveStaleThreshold is the threshold staleness is judged by: the configured one, raised to
+// StaleThresholdFloor for configurations stored before the floor was validated, so coverage and
+// the connection's workflow agree on when a connection is stale.
+func (c Config) EffectiveStaleThreshold() time.Duration {
+	return max(c.StaleThreshold.D(), StaleThresholdFloor(c.SyncCadence.D()))
 }
 
 // ConfigPatch is a partial update; nil fields keep their value.

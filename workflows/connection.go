@@ -242,6 +242,11 @@ type ticketed struct {
 // without those checks; every run started since records version 1.
 const inboxChangeID = "webhook-inbox"
 
+// staleFloorChangeID names the workflow change that raises a stored stale threshold below the
+// schedule rule's floor to the floor (State.StaleFloor). Histories recorded before it replay with
+// workflow.DefaultVersion and their stored thresholds.
+const staleFloorChangeID = "stale-floor"
+
 // localBookkeepingChangeID names the workflow change that runs the Postgres-only bookkeeping
 // activities (load, state mirror, alerts, failure records) as local activities: they take a few
 // milliseconds, so scheduling each through the server's task queue cost more than the work — an
@@ -255,6 +260,7 @@ func newRunner(ctx workflow.Context, in ConnectionInput) *runner {
 	s := NewState(in.OrgID, in.ConnectionID, in.Carried)
 	s.ReconcileInterval, s.WebhookRefreshInterval = in.ReconcileInterval, in.WebhookRefreshInterval
 	s.InboxChecks = workflow.GetVersion(ctx, inboxChangeID, workflow.DefaultVersion, 1) >= 1
+	s.StaleFloor = workflow.GetVersion(ctx, staleFloorChangeID, workflow.DefaultVersion, 1) >= 1
 	return &runner{
 		ctx: ctx, loopCtx: loopCtx, cancelLoop: cancel, in: in,
 		s:                 s,

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/connections"
 )
 
 // This file is the connection's state machine: plain Go, no workflow APIs, so every scheduling
@@ -57,11 +58,6 @@ const (
 	defaultSyncCadence    = 24 * time.Hour
 	defaultStaleThreshold = 48 * time.Hour
 )
-
-// maxJitter bounds the deterministic scheduling jitter. Syncs of connections created together
-// spread over up to 2×maxJitter instead of hitting Jira and Postgres at the same instant, while a
-// daily sync still runs at roughly the same time of day.
-const maxJitter = 10 * time.Minute
 
 // maxErrorMessage bounds the last error message kept in the state (and carried across
 // continue-as-new), so the carried state stays small whatever an error says.
@@ -144,6 +140,11 @@ type State struct {
 	// recorded before the inbox existed must replay without the extra activity. Inbox nudges are
 	// handled in every run (histories without the inbox hold none).
 	InboxChecks bool
+	// StaleFloor raises a stored stale threshold below the schedule rule's floor
+	// (connections.StaleThresholdFloor) to the floor, so a connection configured before the rule
+	// was validated cannot go stale while it is healthy. Set, like InboxChecks, for runs that
+	// record the stale-floor version marker; older histories replay without it.
+	StaleFloor bool
 	// NextFindingAt is when the next finding operation is due (zero: none, or the lane is busy
 	// or may not run). Recomputed after every event.
 	NextFindingAt time.Time
@@ -696,16 +697,25 @@ func (s State) staleDeadline() time.Time {
 	if base.IsZero() {
 		base = s.CreatedAt
 	}
-	return base.Add(s.StaleThreshold)
+	return base.Add(s.staleThreshold())
+}
+
+// staleThreshold is the configured threshold, raised to the schedule rule's floor (StaleFloor).
+func (s State) staleThreshold() time.Duration {
+	if s.StaleFloor {
+		return max(s.StaleThreshold, connections.StaleThresholdFloor(s.SyncCadence))
+	}
+	return s.StaleThreshold
 }
 
 // Jitter is the deterministic offset added to the cadence before scheduled sync seq: a hash of
-// the connection id and seq mapped onto [-J, +J], where J is a twentieth of the cadence capped at
-// maxJitter. It differs per connection, so connections created together drift apart, and per
-// sync, so the mean offset is zero and a daily sync does not creep later every day. Being a pure
-// function of carried values, it is the same on replay and after continue-as-new.
+// the connection id and seq mapped onto [-J, +J], where J is connections.SyncJitterSpan (a
+// twentieth of the cadence, at most 10 minutes). Syncs of connections created together spread
+// out instead of hitting Jira and Postgres at the same instant; per sync, so the mean offset is
+// zero and a daily sync does not creep later every day. Being a pure function of carried values,
+// it is the same on replay and after continue-as-new.
 func Jitter(connectionID uuid.UUID, seq int64, cadence time.Duration) time.Duration {
-	span := min(cadence/20, maxJitter)
+	span := connections.SyncJitterSpan(cadence)
 	if span <= 0 {
 		return 0
 	}

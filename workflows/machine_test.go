@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/connections"
 )
 
 var (
@@ -563,7 +564,7 @@ func TestMirrorCarriesTheDeadlines(t *testing.T) {
 	if !reflect.DeepEqual(u, want) {
 		t.Errorf("mirror:\n got  %+v\n want %+v", u, want)
 	}
-	if *u.LastSuccessAt != t0.Add(day) || u.NextSyncAt.Before(t0.Add(2*day-maxJitter)) {
+	if *u.LastSuccessAt != t0.Add(day) || u.NextSyncAt.Before(t0.Add(2*day-connections.MaxSyncJitter)) {
 		t.Errorf("mirror times: %+v", u)
 	}
 
@@ -616,8 +617,8 @@ func TestJitter(t *testing.T) {
 	const n = 500
 	for seq := int64(1); seq <= n; seq++ {
 		j := Jitter(testConn, seq, day)
-		if j < -maxJitter || j > maxJitter {
-			t.Fatalf("jitter %v out of ±%v", j, maxJitter)
+		if j < -connections.MaxSyncJitter || j > connections.MaxSyncJitter {
+			t.Fatalf("jitter %v out of ±%v", j, connections.MaxSyncJitter)
 		}
 		if j != Jitter(testConn, seq, day) {
 			t.Fatalf("jitter is not deterministic")
@@ -628,7 +629,7 @@ func TestJitter(t *testing.T) {
 	if len(seen) < n/2 {
 		t.Errorf("jitter barely varies: %d distinct values", len(seen))
 	}
-	if mean := sum / n; mean < -maxJitter/5 || mean > maxJitter/5 {
+	if mean := sum / n; mean < -connections.MaxSyncJitter/5 || mean > connections.MaxSyncJitter/5 {
 		t.Errorf("mean jitter %v: daily syncs would creep", mean)
 	}
 	if Jitter(testConn, 1, day) == Jitter(other, 1, day) && Jitter(testConn, 2, day) == Jitter(other, 2, day) {
