@@ -210,6 +210,9 @@ type RetentionResult struct {
 	Purged     int64     `json:"purged"`
 	// DeliveriesPurged counts webhook deliveries deleted once their accept-once window
 	// (WebhookDedupeWindow) had passed.
-	DeliveriesPurged int64     `json:"deliveries_purged"`
-	CompletedAt      time.Time `json:"completed_at"`
+	DeliveriesPurged int64 `json:"deliveries_purged"`
+	// RevokedInboxDiscarded counts pending webhook changes of revoked connections deleted (they can
+	// never be applied); each batch is audited as webhook_inbox.discard.
+	RevokedInboxDiscarded int64     `json:"revoked_inbox_discarded,omitempty"`
+	CompletedAt           time.Time `json:"completed_at"`
 }

@@ -63,6 +63,11 @@ func (a *Activities) RetentionPurge(ctx context.Context, in RetentionInput) (Ret
 		if err != nil {
 			return RetentionResult{}, activityError(ctx, fmt.Errorf("webhook delivery retention in organization %s: %w", org, err))
 		}
+		r, err := a.discardRevokedInbox(ctx, org)
+		res.RevokedInboxDiscarded += r
+		if err != nil {
+			return RetentionResult{}, activityError(ctx, fmt.Errorf("revoked webhook inbox cleanup in organization %s: %w", org, err))
+		}
 	}
 	res.CompletedAt = a.now().UTC()
 	a.log.Info("retention pass finished", slog.Time("cutoff", res.Cutoff), slog.Int("orgs", res.Orgs),
@@ -118,6 +123,30 @@ func (a *Activities) purgeDeliveries(ctx context.Context, orgID uuid.UUID, cutof
 		a.log.Info("spent webhook deliveries purged", slog.String("org_id", orgID.String()), slog.Int64("purged", total))
 	}
 	return total, err
+}
+
+// discardRevokedInbox deletes the pending webhook changes of one organization's revoked connections
+// (nothing will ever apply them), in batches, each audited as webhook_inbox.discard.
+func (a *Activities) discardRevokedInbox(ctx context.Context, orgID uuid.UUID) (int64, error) {
+	return a.inBatches(ctx, orgID, "revoked inbox cleanup", func(q *dbq.Queries) (int64, error) {
+		conns, err := q.DiscardRevokedInboxBatch(ctx, retentionBatch)
+		if err != nil {
+			return 0, fmt.Errorf("delete pending webhook changes of revoked connections: %w", err)
+		}
+		if len(conns) == 0 {
+			return 0, nil
+		}
+		byConn := map[string]int{}
+		for _, c := range conns {
+			byConn[c.String()]++
+		}
+		_, err = audit.Record(ctx, q, audit.Entry{
+			OrgID: orgID, Actor: audit.Actor{Type: audit.ActorSystem, ID: "retention"}, Action: "webhook_inbox.discard",
+			TargetType: "organization", TargetID: orgID.String(),
+			Metadata: map[string]any{"discarded": len(conns), "by_connection": byConn, "reason": "connection revoked"},
+		})
+		return int64(len(conns)), err
+	})
 }
 
 // inBatches runs batch, each call in its own transaction in the organization, until a call

@@ -21,8 +21,9 @@ import (
 //     stay recorded, because revoking must never depend on Jira being reachable;
 //  2. in one transaction it marks the connection revoked (status, deleted_at, sealed credentials
 //     and webhook secrets cleared), ends its runs still in flight (failed, kind revoked: their
-//     activities are cancelled with the connection), resolves its open alerts and writes the
-//     connection.revoke audit row (and one alert.resolve row per alert);
+//     activities are cancelled with the connection), deletes its pending webhook changes (no
+//     workflow will apply them; their count is in the audit row), resolves its open alerts and
+//     writes the connection.revoke audit row (and one alert.resolve row per alert);
 //  3. it drops the process's cached OAuth token source of the connection.
 //
 // Evidence, runs and audit rows stay. Calling it again is harmless: the connection stays revoked,
@@ -65,6 +66,7 @@ func (a *Activities) RevokeCleanup(ctx context.Context, in RevokeInput) error {
 	heartbeat(ctx, "revoke")
 	now := a.now().UTC()
 	var resolved []dbq.ResolveConnectionAlertsRow
+	var discarded int64
 	transitioned := false
 	err = a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {
 		before, err := q.LockConnection(ctx, in.ConnectionID)
@@ -82,6 +84,9 @@ func (a *Activities) RevokeCleanup(ctx context.Context, in RevokeInput) error {
 		}
 		if _, err := q.FailRunsInFlight(ctx, dbq.FailRunsInFlightParams{FinishedAt: &now, ErrorKind: ptr(ErrTypeRevoked), ConnectionID: in.ConnectionID}); err != nil {
 			return fmt.Errorf("end runs in flight: %w", err)
+		}
+		if discarded, err = q.DiscardPendingInbox(ctx, in.ConnectionID); err != nil {
+			return fmt.Errorf("discard the pending webhook inbox: %w", err)
 		}
 		resolved, err = q.ResolveConnectionAlerts(ctx, dbq.ResolveConnectionAlertsParams{ConnectionID: in.ConnectionID, ResolvedAt: &now})
 		if err != nil {
@@ -103,6 +108,7 @@ func (a *Activities) RevokeCleanup(ctx context.Context, in RevokeInput) error {
 			Metadata: map[string]any{
 				"previous_status": before.Status, "resolved_alerts": len(resolved),
 				"webhooks_deleted": webhooksDeleted, "webhooks_recorded": len(before.DynamicWebhookIds),
+				"pending_webhook_changes_discarded": discarded,
 			},
 		})
 		return err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/audit"
@@ -342,4 +344,64 @@ func TestRetentionPurgesSpentWebhookDeliveries(t *testing.T) {
 	if err := val.Get(&res); err != nil || res.DeliveriesPurged != 0 {
 		t.Fatalf("second pass %+v, %v", res, err)
 	}
+}
+
+// Pending webhook changes of a revoked connection can never be applied: revoke deletes them and
+// counts them in its audit row, and retention deletes those of connections revoked earlier, in
+// audited batches. Applied deliveries (the accept-once records) and other connections' inboxes stay.
+func TestRevokedConnectionsLeaveNoPendingInbox(t *testing.T) {
+	h := newHarness(t)
+	srv := startSim(t, jirasim.Cloud, h.log)
+	revoked := h.connect(connections.KindCloudToken, srv, nil)
+	legacy := h.connect(connections.KindCloudToken, srv, nil)
+	live := h.connect(connections.KindCloudToken, srv, nil)
+	ctx := context.Background()
+	owner := h.owner()
+	insert := func(conn uuid.UUID, id string, applied bool) {
+		t.Helper()
+		var at any
+		if applied {
+			at = time.Now()
+		}
+		_, err := owner.Exec(ctx, `INSERT INTO webhook_deliveries (org_id, connection_id, delivery_id, change, applied_at)
+			VALUES ($1, $2, $3, '{"delivery_id":"x"}'::jsonb, $4)`, h.org, conn, id, at)
+		require.NoError(t, err)
+	}
+	for _, c := range []uuid.UUID{revoked.ConnectionID, legacy.ConnectionID, live.ConnectionID} {
+		insert(c, c.String()+"-pending-1", false)
+		insert(c, c.String()+"-pending-2", false)
+		insert(c, c.String()+"-applied", true)
+	}
+	pending := func(conn uuid.UUID) (pending, all int) {
+		require.NoError(t, owner.QueryRow(ctx, `SELECT count(*) FILTER (WHERE applied_at IS NULL), count(*) FROM webhook_deliveries WHERE connection_id = $1`, conn).Scan(&pending, &all))
+		return pending, all
+	}
+
+	_, err := h.env().ExecuteActivity(activities.NameRevokeCleanup, activities.RevokeInput{ConnectionRef: revoked, ActorType: string(audit.ActorAPIKey), ActorID: "key-1"})
+	require.NoError(t, err)
+	p, all := pending(revoked.ConnectionID)
+	assert.Equal(t, 0, p, "revoke leaves pending changes behind")
+	assert.Equal(t, 1, all, "revoke keeps the applied accept-once record")
+	var discarded int
+	require.NoError(t, owner.QueryRow(ctx, `SELECT (metadata->>'pending_webhook_changes_discarded')::int FROM audit_log
+		WHERE action = 'connection.revoke' AND target_id = $1`, revoked.ConnectionID.String()).Scan(&discarded))
+	assert.Equal(t, 2, discarded)
+
+	// A connection revoked before revoke cleaned its inbox: only the revoked state, as it was.
+	_, err = owner.Exec(ctx, `UPDATE connections SET status = 'revoked', deleted_at = now(), sealed_credentials = NULL WHERE id = $1`, legacy.ConnectionID)
+	require.NoError(t, err)
+	val, err := h.env().ExecuteActivity(activities.NameRetentionPurge, activities.RetentionInput{OlderThan: 90 * 24 * time.Hour})
+	require.NoError(t, err)
+	var res activities.RetentionResult
+	require.NoError(t, val.Get(&res))
+	assert.EqualValues(t, 2, res.RevokedInboxDiscarded)
+	p, all = pending(legacy.ConnectionID)
+	assert.Equal(t, 0, p)
+	assert.Equal(t, 1, all)
+	p, all = pending(live.ConnectionID)
+	assert.Equal(t, 2, p, "a live connection's inbox is never touched")
+	assert.Equal(t, 3, all)
+	var meta map[string]any
+	require.NoError(t, owner.QueryRow(ctx, `SELECT metadata FROM audit_log WHERE org_id = $1 AND action = 'webhook_inbox.discard'`, h.org).Scan(&meta))
+	assert.EqualValues(t, 2, meta["discarded"])
 }

@@ -35,6 +35,54 @@ func (q *Queries) CountPendingInbox(ctx context.Context, arg CountPendingInboxPa
 	return count, err
 }
 
+const discardPendingInbox = `-- name: DiscardPendingInbox :execrows
+DELETE FROM webhook_deliveries
+WHERE connection_id = $1 AND change IS NOT NULL AND applied_at IS NULL
+`
+
+// Revoke: the connection's pending changes will never be applied (its workflow has ended), so they
+// go with it; accept-once records of applied deliveries stay until retention takes them.
+func (q *Queries) DiscardPendingInbox(ctx context.Context, connectionID uuid.UUID) (int64, error) {
+	result, err := q.db.Exec(ctx, discardPendingInbox, connectionID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const discardRevokedInboxBatch = `-- name: DiscardRevokedInboxBatch :many
+DELETE FROM webhook_deliveries d
+WHERE (d.connection_id, d.delivery_id) IN (
+    SELECT w.connection_id, w.delivery_id
+    FROM webhook_deliveries w JOIN connections c ON c.id = w.connection_id
+    WHERE c.deleted_at IS NOT NULL AND w.change IS NOT NULL AND w.applied_at IS NULL
+    LIMIT $1::integer
+)
+RETURNING d.connection_id
+`
+
+// Retention: up to batch_size pending changes of the organization's revoked connections (revoked
+// before revoke discarded them itself), with the connection each belonged to.
+func (q *Queries) DiscardRevokedInboxBatch(ctx context.Context, batchSize int32) ([]uuid.UUID, error) {
+	rows, err := q.db.Query(ctx, discardRevokedInboxBatch, batchSize)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []uuid.UUID{}
+	for rows.Next() {
+		var connection_id uuid.UUID
+		if err := rows.Scan(&connection_id); err != nil {
+			return nil, err
+		}
+		items = append(items, connection_id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const getWebhookSigningSecret = `-- name: GetWebhookSigningSecret :one
 SELECT webhook_signing_secret FROM connections WHERE id = $1 AND deleted_at IS NULL
 `

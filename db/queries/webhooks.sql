@@ -47,6 +47,24 @@ WHERE (d.connection_id, d.delivery_id) IN (
     LIMIT sqlc.arg(batch_size)::integer
 );
 
+-- name: DiscardPendingInbox :execrows
+-- Revoke: the connection's pending changes will never be applied (its workflow has ended), so they
+-- go with it; accept-once records of applied deliveries stay until retention takes them.
+DELETE FROM webhook_deliveries
+WHERE connection_id = sqlc.arg(connection_id) AND change IS NOT NULL AND applied_at IS NULL;
+
+-- name: DiscardRevokedInboxBatch :many
+-- Retention: up to batch_size pending changes of the organization's revoked connections (revoked
+-- before revoke discarded them itself), with the connection each belonged to.
+DELETE FROM webhook_deliveries d
+WHERE (d.connection_id, d.delivery_id) IN (
+    SELECT w.connection_id, w.delivery_id
+    FROM webhook_deliveries w JOIN connections c ON c.id = w.connection_id
+    WHERE c.deleted_at IS NOT NULL AND w.change IS NOT NULL AND w.applied_at IS NULL
+    LIMIT sqlc.arg(batch_size)::integer
+)
+RETURNING d.connection_id;
+
 -- name: GetWebhookSigningSecret :one
 SELECT webhook_signing_secret FROM connections WHERE id = $1 AND deleted_at IS NULL;
 
