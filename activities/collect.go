@@ -121,23 +121,20 @@ func (c *collector) collect(ctx context.Context, collectedAt time.Time) (evidenc
 		}
 	}
 
-	// Resolved security ticket sample: one page, at most SampleSize issues.
+	// Resolved security ticket sample: at most SampleSize issues, over as many pages as Jira cuts
+	// them into, up to samplePageLimit.
 	resolvedJQL := c.conn.Config.ResolvedJQL
 	from, to := sampleWindow(resolvedJQL, collectedAt)
 	out.Resolved = evidence.ResolvedSamplePart{JQL: resolvedJQL, WindowFrom: from, WindowTo: to, SampleSize: c.conn.Config.SampleSize}
-	var page *jira.SearchPage
+	var issues []jira.Issue
+	var incomplete string
 	err = c.call(ctx, evidence.PurposeResolvedSample, func(ctx context.Context) (err error) {
-		page, err = c.client.Search(ctx, jira.SearchRequest{JQL: resolvedJQL, Fields: sampleFields, MaxResults: c.conn.Config.SampleSize})
+		issues, incomplete, err = c.sample(ctx, resolvedJQL)
 		return err
 	})
 	switch {
 	case err == nil:
-		issues := page.Issues
-		if len(issues) > c.conn.Config.SampleSize {
-			// Jira returned more than maxResults: keep the request's bound rather than fail,
-			// but never record more than was asked for.
-			issues = issues[:c.conn.Config.SampleSize]
-		}
+		out.Resolved.Incomplete = incomplete
 		out.Resolved.Fetched = true
 		out.Resolved.Tickets = make([]evidence.Ticket, 0, len(issues))
 		raw := make([]map[string]any, 0, len(issues))
@@ -152,6 +149,34 @@ func (c *collector) collect(ctx context.Context, collectedAt time.Time) (evidenc
 		return out, &hardError{err}
 	}
 	return out, nil
+}
+
+// samplePageLimit bounds the pages one sample may take, so a site that answers with tiny pages
+// cannot make a sync's call count grow without limit; a sample cut short by it is recorded as
+// incomplete, never as a complete one.
+const samplePageLimit = 5
+
+// sample reads the resolved-ticket search until SampleSize issues or Jira's last page. Jira may
+// answer with fewer issues than maxResults and a nextPageToken (it caps a page's size), so one
+// page is not the sample. When samplePageLimit pages were read and Jira still had more, incomplete
+// says so. More issues than asked for are cut to SampleSize.
+func (c *collector) sample(ctx context.Context, jql string) (issues []jira.Issue, incomplete string, err error) {
+	want := c.conn.Config.SampleSize
+	pages := 0
+	for page, err := range c.client.SearchPages(ctx, jira.SearchRequest{JQL: jql, Fields: sampleFields, MaxResults: want}, samplePageLimit) {
+		if errors.Is(err, jira.ErrPageLimit) {
+			return issues, fmt.Sprintf("Jira had more issues after %d pages (%d of %d read); the sample stops at %d pages", pages, len(issues), want, samplePageLimit), nil
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		pages++
+		issues = append(issues, page.Issues...)
+		if len(issues) >= want {
+			return issues[:want], "", nil
+		}
+	}
+	return issues, "", nil
 }
 
 // call runs one Jira call behind the guard and with the per-call timeout.

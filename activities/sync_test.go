@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 
@@ -740,4 +742,61 @@ func TestSyncHeartbeats(t *testing.T) {
 	if len(steps) == 0 || steps[0] == "load connection" {
 		t.Fatalf("slow sync heartbeats %v", steps)
 	}
+}
+
+// Jira Cloud may answer search/jql with fewer issues than maxResults and a nextPageToken. The
+// sample follows the token until it has sample_size tickets; when its page bound runs out first,
+// the sample is recorded as it was read, marked incomplete and not counted as evidence, and the
+// sync is partial with the reason.
+func TestResolvedSampleFollowsShortPages(t *testing.T) {
+	h := newHarness(t)
+	srv := startSim(t, jirasim.Cloud, h.log)
+	fx := seedFixture(t, srv)
+	now := srv.Now()
+	for i := range 12 {
+		if _, err := srv.AddIssue(jirasim.IssueSpec{Project: "SEC", IssueType: "Bug", Summary: fmt.Sprintf("Rotate key %02d", i),
+			Labels: []string{"security"}, Status: "Done", Resolution: "Done", Priority: "High",
+			Created: now.AddDate(0, 0, -4), Resolved: now.AddDate(0, 0, -2), Silent: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resolved := len(fx.resolved) + 12
+	// One rendered issue per page: every page is short and carries a token.
+	srv.SetSearchPageBudget(1)
+
+	cfg := connections.DefaultConfig()
+	cfg.SampleSize = 4
+	full := h.connect(connections.KindCloudToken, srv, &cfg)
+	res, err := h.sync(full, 1)
+	require.NoError(t, err)
+	assert.Equal(t, activities.OutcomeSuccess, res.Outcome, "four one-issue pages fill a sample of four")
+	rows := h.evidenceOf(full.ConnectionID)
+	var sample evidence.SecurityTicketSample
+	for _, r := range rows {
+		if r.Type == string(evidence.TypeSecurityTicketSample) {
+			require.NoError(t, json.Unmarshal(r.Payload, &sample))
+		}
+	}
+	assert.EqualValues(t, 4, sample.Returned)
+	assert.Empty(t, sample.Incomplete)
+
+	cfg.SampleSize = 25
+	bounded := h.connect(connections.KindCloudToken, srv, &cfg)
+	res, err = h.sync(bounded, 1)
+	require.NoError(t, err)
+	assert.Equal(t, activities.OutcomePartial, res.Outcome, "a sample cut short by the page bound is not complete evidence")
+	for _, r := range h.evidenceOf(bounded.ConnectionID) {
+		if r.Type == string(evidence.TypeSecurityTicketSample) {
+			require.NoError(t, json.Unmarshal(r.Payload, &sample))
+		}
+	}
+	assert.Less(t, int(sample.Returned), min(resolved, 25), "the bound stops the sample before Jira's last page")
+	assert.Contains(t, sample.Incomplete, "pages")
+	runs := h.runs(bounded.ConnectionID)
+	require.Len(t, runs, 1)
+	require.NotNil(t, runs[0].Error)
+	assert.Contains(t, *runs[0].Error, "incomplete")
+	assert.Zero(t, h.count(`SELECT count(*) FROM evidence_observations o JOIN evidence e ON e.id = o.evidence_id
+		WHERE e.connection_id = $1 AND e.type = 'jira.security_ticket_sample' AND o.counts_as_evidence`, bounded.ConnectionID),
+		"an incomplete sample must not count as fresh evidence")
 }

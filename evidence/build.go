@@ -46,8 +46,11 @@ type TicketCountPart struct {
 // were asked for (the search's maxResults). ResponseSHA256 covers the response body, or the
 // bodies of all pages concatenated in order if the search was paged.
 type ResolvedSamplePart struct {
-	Fetched        bool      `json:"fetched"`
-	Error          string    `json:"error,omitempty"`
+	Fetched bool   `json:"fetched"`
+	Error   string `json:"error,omitempty"`
+	// Incomplete says why the tickets stop short of SampleSize although Jira had more (the page
+	// bound was reached): the tickets are real, the sample is not a complete one.
+	Incomplete     string    `json:"incomplete,omitempty"`
 	JQL            string    `json:"jql"`
 	WindowFrom     time.Time `json:"window_from"`
 	WindowTo       time.Time `json:"window_to"`
@@ -196,6 +199,7 @@ func BuildItems(in SyncResult) ([]Item, Report, error) {
 				Returned:      int64(len(tickets)),
 				Keys:          keys,
 				Empty:         len(tickets) == 0,
+				Incomplete:    r.Incomplete,
 			},
 			Provenance: prov(from, to, q),
 		})
@@ -209,11 +213,15 @@ func BuildItems(in SyncResult) ([]Item, Report, error) {
 				Provenance: prov(from, to, q),
 			})
 		}
-		if len(tickets) == 0 {
+		switch {
+		case len(tickets) == 0:
 			const reason = "the resolved security ticket sample returned 0 tickets"
 			noData(TypeSecurityTicketSample, reason)
 			noData(TypeResolvedSecurityTicket, reason)
-		} else {
+		case r.Incomplete != "":
+			noData(TypeSecurityTicketSample, "the resolved security ticket sample is incomplete: %s", r.Incomplete)
+			complete(TypeResolvedSecurityTicket)
+		default:
 			complete(TypeSecurityTicketSample)
 			complete(TypeResolvedSecurityTicket)
 		}
@@ -317,7 +325,10 @@ func validateSync(in SyncResult) (string, error) {
 		v.add("resolved.sample_size", "must be between 1 and %d, got %d", MaxSampleSize, r.SampleSize)
 	} else if len(r.Tickets) > r.SampleSize {
 		v.add("resolved.tickets", "has %d tickets, more than the sample size %d", len(r.Tickets), r.SampleSize)
+	} else if r.Incomplete != "" && len(r.Tickets) == r.SampleSize {
+		v.add("resolved.incomplete", "a sample of the full size %d is not incomplete", r.SampleSize)
 	}
+	v.text("resolved.incomplete", r.Incomplete, false)
 	seen := make(map[string]int, len(r.Tickets))
 	for i, t := range r.Tickets {
 		f := fmt.Sprintf("resolved.tickets[%d]", i)

@@ -134,6 +134,9 @@ func (p ResolvedSecurityTicket) validate(v *validator, field string) {
 // bounds are kept in the item's Provenance. Keys are sorted so that the order Jira returned them
 // in does not change the fingerprint. Empty is redundant with Returned == 0 and is stored anyway so
 // that anyone reading the row (or writing SQL over it) sees that the sample proves nothing.
+// Incomplete, when set, says why the sample stopped before it was full or reached Jira's last page
+// (the page bound); such a sample is recorded as it was read but does not count as evidence. It is
+// left out of the encoding when empty, so complete samples keep their fingerprints.
 type SecurityTicketSample struct {
 	JQL           string   `json:"jql"`
 	WindowSeconds int64    `json:"window_seconds"`
@@ -141,13 +144,14 @@ type SecurityTicketSample struct {
 	Returned      int64    `json:"returned"`
 	Keys          []string `json:"keys"`
 	Empty         bool     `json:"empty"`
+	Incomplete    string   `json:"incomplete,omitempty"`
 }
 
 // EvidenceType implements Payload.
 func (SecurityTicketSample) EvidenceType() Type { return TypeSecurityTicketSample }
 
 // IsEmpty implements Payload.
-func (p SecurityTicketSample) IsEmpty() bool { return p.Empty || p.Returned == 0 }
+func (p SecurityTicketSample) IsEmpty() bool { return p.Empty || p.Returned == 0 || p.Incomplete != "" }
 
 // MarshalJSON encodes Keys as [] rather than null when there are none, so that a nil and an empty
 // slice (which mean the same thing) cannot produce two fingerprints.
@@ -183,7 +187,14 @@ func (p SecurityTicketSample) validate(v *validator, field string) {
 	if p.Empty != (p.Returned == 0) {
 		v.add(field+".empty", "is %t but returned is %d", p.Empty, p.Returned)
 	}
+	v.text(field+".incomplete", p.Incomplete, false)
+	if len(p.Incomplete) > maxReasonLen {
+		v.add(field+".incomplete", "must be at most %d bytes", maxReasonLen)
+	}
 }
+
+// maxReasonLen bounds a recorded reason, so evidence stays small whatever an error says.
+const maxReasonLen = 500
 
 // MaxSampleSize bounds the resolved-ticket sample. A sync's Jira call count must not grow with the
 // site's size, and a sample larger than this is a configuration mistake rather than evidence.

@@ -36,6 +36,7 @@ func (s *Sim) controlRoutes() []controlRoute {
 		{"PUT", "/_sim/faults", s.ctlSetFault},
 		{"DELETE", "/_sim/faults", s.ctlClearFaults},
 		{"PUT", "/_sim/search-lag", s.ctlSearchLag},
+		{"PUT", "/_sim/search-page-budget", s.ctlSearchPageBudget},
 		{"GET", "/_sim/requests", s.ctlRequests},
 		{"DELETE", "/_sim/requests", func(w http.ResponseWriter, _ *http.Request, _ string) { s.ResetRequests(); w.WriteHeader(204) }},
 		{"GET", "/_sim/counters", func(w http.ResponseWriter, _ *http.Request, _ string) { writeJSON(w, 200, s.OperationCounts()) }},
@@ -301,6 +302,21 @@ func (s *Sim) ctlSearchLag(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	s.SetSearchLag(time.Duration(body.Lag))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Sim) ctlSearchPageBudget(w http.ResponseWriter, r *http.Request, _ string) {
+	var body struct {
+		Bytes int `json:"bytes"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.Bytes < 0 {
+		writeErrors(w, http.StatusBadRequest, []string{"bytes must not be negative"}, nil)
+		return
+	}
+	s.SetSearchPageBudget(body.Bytes)
 	w.WriteHeader(http.StatusNoContent)
 }
 

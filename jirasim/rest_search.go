@@ -183,8 +183,17 @@ func (s *Sim) handleSearchJQL(w http.ResponseWriter, r *http.Request, c *call) {
 	}
 	page, more := s.searchLocked(cq, s.lagVisibility(req.ReconcileIssues), offset, maxResults)
 	issues := make([]any, 0, len(page))
-	for _, idx := range page {
-		issues = append(issues, s.renderIssueLocked(c.rc, idx, fs))
+	budget, used := s.pageBudget.Load(), int64(0)
+	for i, idx := range page {
+		is := s.renderIssueLocked(c.rc, idx, fs)
+		if budget > 0 {
+			b, _ := json.Marshal(is)
+			if used += int64(len(b)); used > budget && i > 0 {
+				page, more = page[:i], true
+				break
+			}
+		}
+		issues = append(issues, is)
 	}
 	out := map[string]any{"issues": issues, "isLast": !more}
 	if more {

@@ -418,3 +418,46 @@ func TestDataCenter(t *testing.T) {
 	}
 	wantStatus(t, call(t, "GET", v2+"project/search", a, nil), 404)
 }
+
+// With a page budget, search/jql answers with fewer issues than maxResults and a nextPageToken,
+// as Jira Cloud does for large pages; following the tokens still yields every issue once.
+func TestSearchJQLPageBudget(t *testing.T) {
+	f := newCloud(t, jirasim.Options{})
+	for i := range 9 {
+		if _, err := f.srv.AddIssue(jirasim.IssueSpec{Project: "SEC", IssueType: "Bug", Summary: fmt.Sprintf("finding %d", i), Silent: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.srv.SetSearchPageBudget(200) // bytes: a couple of issues with a summary each
+	seen := map[string]bool{}
+	token, pages, short := "", 0, 0
+	for {
+		body := map[string]any{"jql": "project = SEC ORDER BY key ASC", "maxResults": 50, "fields": []string{"summary"}}
+		if token != "" {
+			body["nextPageToken"] = token
+		}
+		p := call(t, "POST", f.v3("search/jql"), f.a, body).json(t)
+		pages++
+		issues := p["issues"].([]any)
+		if len(issues) == 0 {
+			t.Fatal("a page must hold at least one issue")
+		}
+		for _, is := range issues {
+			id := is.(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Fatalf("issue %s on two pages", id)
+			}
+			seen[id] = true
+		}
+		if p["isLast"] == true {
+			break
+		}
+		if len(issues) < 50 {
+			short++
+		}
+		token = p["nextPageToken"].(string)
+	}
+	if len(seen) != 9 || pages < 3 || short == 0 {
+		t.Fatalf("%d issues over %d pages (%d short pages with a token)", len(seen), pages, short)
+	}
+}

@@ -38,6 +38,8 @@ type Sim struct {
 	hooks  *webhookHub
 
 	searchLag atomic.Int64 // nanoseconds
+	// pageBudget caps the size of a /search/jql page in bytes of rendered issues (0: no cap).
+	pageBudget atomic.Int64
 
 	scanned    atomic.Uint64
 	aggAnswers atomic.Uint64
@@ -333,6 +335,12 @@ func (s *Sim) SetFieldRequired(projectKey, issueType, fieldID string, required b
 // SetSearchLag makes /search/jql and approximate-count eventually consistent: issues created or
 // changed less than d ago are invisible unless listed in reconcileIssues (JIRA-NOTES.md §3.2).
 func (s *Sim) SetSearchLag(d time.Duration) { s.searchLag.Store(int64(d)) }
+
+// SetSearchPageBudget makes /search/jql answer, like Jira Cloud, with fewer issues than maxResults
+// when they would make the page larger than budget bytes (at least one issue per page), together
+// with a nextPageToken: a client that reads one page and stops gets a silently short result.
+// Zero turns the cap off.
+func (s *Sim) SetSearchPageBudget(budget int) { s.pageBudget.Store(int64(max(budget, 0))) }
 
 // ScanStats reports JQL evaluation work since the last ResetScanStats.
 func (s *Sim) ScanStats() ScanStats {
