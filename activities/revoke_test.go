@@ -147,7 +147,8 @@ func TestRetentionNeverDeletesAttachedOrCurrentEvidence(t *testing.T) {
 	for _, stmt := range []string{
 		`SET session_replication_role = replica`,
 		`UPDATE evidence SET created_at = created_at - interval '100 days' WHERE connection_id = '` + ref.ConnectionID.String() + `'`,
-		`UPDATE evidence_observations SET observed_at = observed_at - interval '100 days'
+		`UPDATE evidence_observation_spans SET first_observed_at = first_observed_at - interval '100 days',
+		 last_observed_at = last_observed_at - interval '100 days'
 		 WHERE evidence_id IN (SELECT id FROM evidence WHERE connection_id = '` + ref.ConnectionID.String() + `')`,
 		`SET session_replication_role = origin`,
 	} {

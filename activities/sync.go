@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/sqlc-dev/pqtype"
 
 	"github.com/jiraconnect/jiraconnect/audit"
@@ -135,8 +136,11 @@ func (a *Activities) sync(ctx context.Context, in SyncInput, run dbq.ConnectorRu
 		if err := lockLive(ctx, q, in.ConnectionID); err != nil {
 			return err
 		}
+		// A sync that sees an item again within the stale threshold extends its span of
+		// continuous observation; see ObserveEvidence.
+		within := pgtype.Interval{Microseconds: conn.Config.EffectiveStaleThreshold().Microseconds(), Valid: true}
 		for _, it := range items {
-			created, err := storeItem(ctx, q, in.OrgID, in.ConnectionID, run.ID, collectedAt, it)
+			created, err := storeItem(ctx, q, in.OrgID, in.ConnectionID, run.ID, collectedAt, within, it)
 			if err != nil {
 				return err
 			}
@@ -190,9 +194,10 @@ func (a *Activities) sync(ctx context.Context, in SyncInput, run dbq.ConnectorRu
 	}, nil
 }
 
-// storeItem writes one evidence item (if its content is new) and this run's observation of it.
-// It reports whether a new evidence row was created.
-func storeItem(ctx context.Context, q *dbq.Queries, orgID, connID, runID uuid.UUID, observedAt time.Time, it evidence.Item) (bool, error) {
+// storeItem writes one evidence item (if its content is new) and this run's observation of it,
+// extending the item's span of observations when the last one is at most within ago. It reports
+// whether a new evidence row was created.
+func storeItem(ctx context.Context, q *dbq.Queries, orgID, connID, runID uuid.UUID, observedAt time.Time, within pgtype.Interval, it evidence.Item) (bool, error) {
 	fp, err := evidence.Fingerprint(connID, it)
 	if err != nil {
 		return false, fmt.Errorf("fingerprint %s evidence %q: %w", it.Type, it.Subject, err)
@@ -218,8 +223,8 @@ func storeItem(ctx context.Context, q *dbq.Queries, orgID, connID, runID uuid.UU
 	if err != nil {
 		return false, fmt.Errorf("store %s evidence %q: %w", it.Type, it.Subject, err)
 	}
-	if _, err := q.InsertEvidenceObservation(ctx, dbq.InsertEvidenceObservationParams{
-		OrgID: orgID, EvidenceID: id, RunID: runID, ObservedAt: observedAt, CountsAsEvidence: it.CountsAsEvidence(),
+	if err := q.ObserveEvidence(ctx, dbq.ObserveEvidenceParams{
+		OrgID: orgID, EvidenceID: id, RunID: runID, ObservedAt: observedAt, CountsAsEvidence: it.CountsAsEvidence(), Within: within,
 	}); err != nil {
 		return false, fmt.Errorf("record observation of %s evidence %q: %w", it.Type, it.Subject, err)
 	}

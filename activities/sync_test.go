@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
@@ -188,7 +190,8 @@ func TestSyncEvidenceForEachConnectionKind(t *testing.T) {
 				}
 			}
 
-			if n := h.count(`SELECT count(*) FROM evidence_observations WHERE run_id = $1 AND counts_as_evidence`, res.ConnectorRunID); n != wantItems {
+			if n := h.count(`SELECT count(*) FROM evidence_observation_spans WHERE first_run_id = $1 AND last_run_id = $1
+				AND observations = 1 AND counts_as_evidence`, res.ConnectorRunID); n != wantItems {
 				t.Errorf("%d observations counting as evidence, want %d", n, wantItems)
 			}
 			if n := h.count(`SELECT count(*) FROM connections WHERE id = $1 AND last_sync_at IS NOT NULL AND last_success_at = last_sync_at AND last_error IS NULL`, ref.ConnectionID); n != 1 {
@@ -236,13 +239,18 @@ func TestSameContentTwiceIsOneRowTwoObservations(t *testing.T) {
 	if n := len(h.evidenceOf(ref.ConnectionID)); n != items {
 		t.Fatalf("%d evidence rows after two identical syncs, want %d", n, items)
 	}
-	if n := h.count(`SELECT count(*) FROM evidence_observations o JOIN evidence e ON e.id = o.evidence_id WHERE e.connection_id = $1`, ref.ConnectionID); n != 2*items {
+	if n := h.count(`SELECT coalesce(sum(o.observations), 0) FROM evidence_observation_spans o JOIN evidence e ON e.id = o.evidence_id
+		WHERE e.connection_id = $1`, ref.ConnectionID); n != 2*items {
 		t.Fatalf("%d observations, want %d", n, 2*items)
 	}
-	// Every evidence row was observed by both runs.
-	if n := h.count(`SELECT count(*) FROM evidence e WHERE e.connection_id = $1
-		AND (SELECT count(DISTINCT run_id) FROM evidence_observations o WHERE o.evidence_id = e.id) = 2`, ref.ConnectionID); n != items {
-		t.Fatalf("%d rows observed by both runs", n)
+	// Every evidence row was observed by both runs, in one span: the second sync extended it.
+	if n := h.count(`SELECT count(*) FROM evidence_observation_spans o JOIN evidence e ON e.id = o.evidence_id
+		WHERE e.connection_id = $1 AND o.first_run_id = $2 AND o.last_run_id = $3 AND o.observations = 2`,
+		ref.ConnectionID, first.ConnectorRunID, second.ConnectorRunID); n != items {
+		t.Fatalf("%d spans extended by the second run, want %d", n, items)
+	}
+	if n := h.count(`SELECT count(*) FROM evidence_observation_spans o JOIN evidence e ON e.id = o.evidence_id WHERE e.connection_id = $1`, ref.ConnectionID); n != items {
+		t.Fatalf("%d spans for %d rows observed twice in a row: unchanged evidence must not add rows", n, items)
 	}
 
 	// Re-running seq 2 (a Temporal retry after the result was lost) replays the finished run:
@@ -255,8 +263,8 @@ func TestSameContentTwiceIsOneRowTwoObservations(t *testing.T) {
 	if again.ConnectorRunID != second.ConnectorRunID || again.Observed != second.Observed || again.Outcome != second.Outcome || jiraRequests(srv) != 0 {
 		t.Fatalf("replay %+v vs %+v, %d requests", again, second, jiraRequests(srv))
 	}
-	if n := h.count(`SELECT count(*) FROM evidence_observations WHERE run_id = $1`, second.ConnectorRunID); n != items {
-		t.Fatalf("replay added observations: %d", n)
+	if n := h.count(`SELECT coalesce(sum(observations), 0) FROM evidence_observation_spans WHERE last_run_id = $1`, second.ConnectorRunID); n != 2*items {
+		t.Fatalf("replay added observations: %d, want %d", n, 2*items)
 	}
 
 	// A new project changes the inventory only: exactly one new row, of that type.
@@ -560,7 +568,7 @@ func TestEmptySiteIsNoData(t *testing.T) {
 	if res.Outcome != activities.OutcomeNoData || res.Observed != 3 {
 		t.Fatalf("result %+v, want no_data with 3 empty observations", res)
 	}
-	if n := h.count(`SELECT count(*) FROM evidence_observations WHERE run_id = $1 AND counts_as_evidence`, res.ConnectorRunID); n != 0 {
+	if n := h.count(`SELECT count(*) FROM evidence_observation_spans WHERE last_run_id = $1 AND counts_as_evidence`, res.ConnectorRunID); n != 0 {
 		t.Fatalf("%d observations of an empty site count as evidence", n)
 	}
 	if n := h.count(`SELECT count(*) FROM connections WHERE id = $1 AND last_sync_at IS NOT NULL AND last_success_at IS NULL`, ref.ConnectionID); n != 1 {
@@ -796,7 +804,68 @@ func TestResolvedSampleFollowsShortPages(t *testing.T) {
 	require.Len(t, runs, 1)
 	require.NotNil(t, runs[0].Error)
 	assert.Contains(t, *runs[0].Error, "incomplete")
-	assert.Zero(t, h.count(`SELECT count(*) FROM evidence_observations o JOIN evidence e ON e.id = o.evidence_id
+	assert.Zero(t, h.count(`SELECT count(*) FROM evidence_observation_spans o JOIN evidence e ON e.id = o.evidence_id
 		WHERE e.connection_id = $1 AND e.type = 'jira.security_ticket_sample' AND o.counts_as_evidence`, bounded.ConnectionID),
 		"an incomplete sample must not count as fresh evidence")
+}
+
+// Each sync that observes unchanged evidence within the stale threshold extends the evidence's
+// span instead of adding a row; a gap longer than the threshold starts a new span, so the spans
+// say exactly when the evidence was continuously fresh. A year of daily syncs of an unchanged
+// site keeps one span per evidence row.
+func TestObservationsAreSpansOfContinuousFreshness(t *testing.T) {
+	h := newHarness(t)
+	srv := startSim(t, jirasim.Cloud, h.log)
+	seedFixture(t, srv)
+	// A sample not bounded by a relative date, so that what the site holds (and so the evidence)
+	// stays the same while the clocks move through a year.
+	cfg := connections.DefaultConfig()
+	cfg.ResolvedJQL = `labels = "security" AND statusCategory = Done AND resolution IS NOT EMPTY ORDER BY resolved DESC`
+	ref := h.connect(connections.KindCloudToken, srv, &cfg)
+	now := srv.Now()
+	clock := func() time.Time { return now }
+	acts, err := activities.New(activities.Deps{DB: h.db, Connections: h.conns, Log: h.log, Version: "test-1.2.3", Registerer: prometheus.NewRegistry(), Now: clock})
+	require.NoError(t, err)
+	sync := func(seq int64) activities.SyncResult {
+		t.Helper()
+		res, err := acts.SyncEvidence(context.Background(), activities.SyncInput{ConnectionRef: ref, Seq: seq, Trigger: "schedule",
+			WorkflowID: "jira-connection/" + ref.ConnectionID.String(), RunID: "run-1"})
+		require.NoError(t, err)
+		return res
+	}
+	spans := func() (rows, observations int) {
+		require.NoError(t, h.owner().QueryRow(context.Background(), `SELECT count(*), coalesce(sum(observations), 0)
+			FROM evidence_observation_spans o JOIN evidence e ON e.id = o.evidence_id WHERE e.connection_id = $1`, ref.ConnectionID).Scan(&rows, &observations))
+		return rows, observations
+	}
+	first := sync(1)
+	items := first.Observed
+	for day := int64(2); day <= 365; day++ {
+		now = now.Add(24 * time.Hour)
+		srv.AdvanceClock(24 * time.Hour)
+		sync(day)
+	}
+	rows, obs := spans()
+	assert.Equal(t, items, rows, "a year of daily syncs of unchanged evidence: one span per evidence row")
+	assert.Equal(t, 365*items, obs, "every observation is counted")
+
+	// Three days without a sync (longer than the 48h threshold): the next observation opens new spans.
+	now = now.Add(72 * time.Hour)
+	srv.AdvanceClock(72 * time.Hour)
+	sync(366)
+	rows, obs = spans()
+	assert.Equal(t, 2*items, rows)
+	assert.Equal(t, 366*items, obs)
+	var gap time.Duration
+	var longest pgtype.Interval
+	require.NoError(t, h.owner().QueryRow(context.Background(), `SELECT max(longest_gap) FROM evidence_observation_spans o
+		JOIN evidence e ON e.id = o.evidence_id WHERE e.connection_id = $1`, ref.ConnectionID).Scan(&longest))
+	gap = time.Duration(longest.Microseconds)*time.Microsecond + time.Duration(longest.Days)*24*time.Hour
+	assert.Equal(t, 24*time.Hour, gap, "the longest gap inside a span is a day")
+
+	// Replaying a finished sync (a retry whose answer was lost) adds nothing.
+	sync(366)
+	rows2, obs2 := spans()
+	assert.Equal(t, rows, rows2)
+	assert.Equal(t, obs, obs2)
 }

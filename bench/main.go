@@ -47,6 +47,7 @@ func scenarios() []Scenario {
 		newFindingLatency(),
 		newInboundLatency(),
 		newRateLimitedPush(),
+		newObservationStorage(),
 	}
 }
 

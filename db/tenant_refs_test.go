@@ -59,8 +59,8 @@ func TestCrossOrganizationReferencesAreRefusedByTheSchema(t *testing.T) {
 	}{
 		{"a run for another org's connection", `INSERT INTO connector_runs (org_id, connection_id, kind, idempotency_key, workflow_id, run_id) VALUES ($1, $2, 'sync', 'k-x', 'wf', 'r')`, []any{a.org, b.conn}},
 		{"evidence of another org's connection", `INSERT INTO evidence (org_id, connection_id, type, subject, payload, fingerprint, provenance) VALUES ($1, $2, 't', 's', '{}', 'fp-x', '{}')`, []any{a.org, b.conn}},
-		{"an observation of another org's evidence", `INSERT INTO evidence_observations (org_id, evidence_id, run_id, observed_at, counts_as_evidence) VALUES ($1, $2, $3, now(), true)`, []any{a.org, b.evidence, a.run}},
-		{"an observation by another org's run", `INSERT INTO evidence_observations (org_id, evidence_id, run_id, observed_at, counts_as_evidence) VALUES ($1, $2, $3, now(), true)`, []any{a.org, a.evidence, b.run}},
+		{"an observation of another org's evidence", `INSERT INTO evidence_observation_spans (org_id, evidence_id, first_run_id, last_run_id, first_observed_at, last_observed_at, observations, counts_as_evidence) VALUES ($1, $2, $3, $3, now(), now(), 1, true)`, []any{a.org, b.evidence, a.run}},
+		{"an observation by another org's run", `INSERT INTO evidence_observation_spans (org_id, evidence_id, first_run_id, last_run_id, first_observed_at, last_observed_at, observations, counts_as_evidence) VALUES ($1, $2, $3, $3, now(), now(), 1, true)`, []any{a.org, a.evidence, b.run}},
 		{"an assessment holding another org's evidence", `INSERT INTO assessment_evidence (org_id, assessment_id, evidence_id) VALUES ($1, $2, $3)`, []any{a.org, a.assessment, b.evidence}},
 		{"evidence attached to another org's assessment", `INSERT INTO assessment_evidence (org_id, assessment_id, evidence_id) VALUES ($1, $2, $3)`, []any{a.org, b.assessment, a.evidence}},
 		{"a finding linked to another org's connection", `INSERT INTO finding_issue_links (org_id, finding_id, connection_id, state) VALUES ($1, $2, $3, 'creating')`, []any{a.org, a.finding, b.conn}},

@@ -37,11 +37,15 @@ func (s *stack) checkRuns(o org, knownRunning ...string) {
 	ctx := context.Background()
 	rows, err := s.db.Query(ctx, `
 		SELECT r.idempotency_key, r.finished_at IS NOT NULL, coalesce((r.report->>'observed')::int, -1),
-		       (SELECT count(*) FROM evidence_observations o WHERE o.run_id = r.id),
+		       (SELECT count(*) FROM evidence_observation_spans o WHERE o.last_run_id = r.id),
 		       (SELECT count(*) FROM audit_log a WHERE a.org_id = r.org_id AND a.action = 'connection.sync'
 		            AND a.metadata->>'run_id' = r.id::text)
 		FROM connector_runs r
-		WHERE r.org_id = $1 AND r.kind = 'sync' AND r.outcome IN `+finishedOutcomes, o.id)
+		WHERE r.org_id = $1 AND r.kind = 'sync' AND r.outcome IN `+finishedOutcomes+`
+		  -- a run's observations stay on the spans it was the last to extend: check each
+		  -- connection's latest finished sync, whose every observation is still its own
+		  AND r.finished_at = (SELECT max(x.finished_at) FROM connector_runs x WHERE x.connection_id = r.connection_id
+		                       AND x.kind = 'sync' AND x.outcome IN `+finishedOutcomes+`)`, o.id)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -69,10 +73,11 @@ func (s *stack) checkRuns(o org, knownRunning ...string) {
 		s.t.Error("no finished sync run at all: the test proved nothing")
 	}
 	for what, q := range map[string]string{
-		"observations by unfinished runs": `SELECT count(*) FROM evidence_observations ob JOIN connector_runs r ON r.id = ob.run_id
+		"observations by unfinished runs": `SELECT count(*) FROM evidence_observation_spans ob JOIN connector_runs r
+			ON r.id = ob.last_run_id OR r.id = ob.first_run_id
 			WHERE ob.org_id = $1 AND r.outcome NOT IN ` + finishedOutcomes,
 		"evidence rows without an observation": `SELECT count(*) FROM evidence e WHERE e.org_id = $1
-			AND NOT EXISTS (SELECT 1 FROM evidence_observations ob WHERE ob.evidence_id = e.id)`,
+			AND NOT EXISTS (SELECT 1 FROM evidence_observation_spans ob WHERE ob.evidence_id = e.id)`,
 		"duplicated evidence contents": `SELECT count(*) FROM (SELECT 1 FROM evidence WHERE org_id = $1
 			GROUP BY connection_id, type, subject, payload HAVING count(*) > 1) d`,
 		"failed runs without their error": `SELECT count(*) FROM connector_runs WHERE org_id = $1 AND outcome = 'failed'

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/sqlc-dev/pqtype"
 )
 
@@ -145,11 +146,15 @@ type Evidence struct {
 	CreatedAt    time.Time
 }
 
-type EvidenceObservation struct {
+type EvidenceObservationSpan struct {
 	OrgID            uuid.UUID
 	EvidenceID       uuid.UUID
-	RunID            uuid.UUID
-	ObservedAt       time.Time
+	FirstRunID       uuid.UUID
+	LastRunID        uuid.UUID
+	FirstObservedAt  time.Time
+	LastObservedAt   time.Time
+	Observations     int32
+	LongestGap       pgtype.Interval
 	CountsAsEvidence bool
 }
 

@@ -108,9 +108,9 @@ func (q *Queries) CoverageConnections(ctx context.Context) ([]CoverageConnection
 
 const coverageObservations = `-- name: CoverageObservations :many
 SELECT DISTINCT ON (e.connection_id, e.type, o.counts_as_evidence)
-       e.connection_id, e.type, e.fingerprint, o.observed_at, o.counts_as_evidence
-FROM evidence_observations o JOIN evidence e ON e.id = o.evidence_id
-ORDER BY e.connection_id, e.type, o.counts_as_evidence, o.observed_at DESC
+       e.connection_id, e.type, e.fingerprint, o.last_observed_at AS observed_at, o.counts_as_evidence
+FROM evidence_observation_spans o JOIN evidence e ON e.id = o.evidence_id
+ORDER BY e.connection_id, e.type, o.counts_as_evidence, o.last_observed_at DESC
 `
 
 type CoverageObservationsRow struct {
@@ -384,18 +384,18 @@ func (q *Queries) ListConnectorRuns(ctx context.Context, arg ListConnectorRunsPa
 
 const listEvidence = `-- name: ListEvidence :many
 SELECT e.id, e.connection_id, e.type, e.subject, e.payload, e.fingerprint, e.provenance, e.created_at,
-       coalesce(o.observed_at, e.created_at)::timestamptz AS last_observed_at, coalesce(o.counts_as_evidence, false)::boolean AS counts_as_evidence,
-       (SELECT count(*) FROM evidence_observations x WHERE x.evidence_id = e.id)::bigint AS observations
+       coalesce(o.last_observed_at, e.created_at)::timestamptz AS last_observed_at, coalesce(o.counts_as_evidence, false)::boolean AS counts_as_evidence,
+       (SELECT coalesce(sum(x.observations), 0) FROM evidence_observation_spans x WHERE x.evidence_id = e.id)::bigint AS observations
 FROM evidence e
 LEFT JOIN LATERAL (
-    SELECT observed_at, counts_as_evidence FROM evidence_observations
-    WHERE evidence_id = e.id ORDER BY observed_at DESC LIMIT 1
+    SELECT last_observed_at, counts_as_evidence FROM evidence_observation_spans
+    WHERE evidence_id = e.id ORDER BY first_observed_at DESC LIMIT 1
 ) o ON true
 WHERE ($1::text IS NULL OR e.type = $1::text)
   AND ($2::uuid IS NULL OR e.connection_id = $2::uuid)
   AND ($3::text IS NULL OR e.type IN (
         SELECT evidence_type FROM control_evidence_types WHERE control_id = $3::text))
-  AND ($4::timestamptz IS NULL OR coalesce(o.observed_at, e.created_at) >= $4::timestamptz)
+  AND ($4::timestamptz IS NULL OR coalesce(o.last_observed_at, e.created_at) >= $4::timestamptz)
   AND ($5::timestamptz IS NULL OR e.created_at < $5::timestamptz)
   AND ($6::timestamptz IS NULL
        OR (e.created_at, e.id) < ($6::timestamptz, $7::uuid))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/sqlc-dev/pqtype"
 )
 
@@ -206,35 +207,6 @@ func (q *Queries) InsertEvidence(ctx context.Context, arg InsertEvidenceParams) 
 	return id, err
 }
 
-const insertEvidenceObservation = `-- name: InsertEvidenceObservation :execrows
-INSERT INTO evidence_observations (org_id, evidence_id, run_id, observed_at, counts_as_evidence)
-VALUES ($1, $2, $3, $4,
-        $5)
-ON CONFLICT DO NOTHING
-`
-
-type InsertEvidenceObservationParams struct {
-	OrgID            uuid.UUID
-	EvidenceID       uuid.UUID
-	RunID            uuid.UUID
-	ObservedAt       time.Time
-	CountsAsEvidence bool
-}
-
-func (q *Queries) InsertEvidenceObservation(ctx context.Context, arg InsertEvidenceObservationParams) (int64, error) {
-	result, err := q.db.Exec(ctx, insertEvidenceObservation,
-		arg.OrgID,
-		arg.EvidenceID,
-		arg.RunID,
-		arg.ObservedAt,
-		arg.CountsAsEvidence,
-	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}
-
 const latestConnectionAudit = `-- name: LatestConnectionAudit :one
 SELECT action, metadata FROM audit_log
 WHERE target_type = 'connection' AND target_id = $1::text
@@ -332,6 +304,60 @@ func (q *Queries) LockConnection(ctx context.Context, id uuid.UUID) (Connection,
 	return i, err
 }
 
+const observeEvidence = `-- name: ObserveEvidence :exec
+WITH latest AS (
+    SELECT evidence_id, first_observed_at, last_observed_at, last_run_id, counts_as_evidence
+    FROM evidence_observation_spans
+    WHERE evidence_id = $2
+    ORDER BY first_observed_at DESC
+    LIMIT 1
+), extended AS (
+    UPDATE evidence_observation_spans s
+    SET last_run_id = $3, last_observed_at = $4,
+        observations = s.observations + 1,
+        longest_gap = greatest(s.longest_gap, $4::timestamptz - s.last_observed_at)
+    FROM latest l
+    WHERE s.evidence_id = l.evidence_id AND s.first_observed_at = l.first_observed_at
+      AND l.last_run_id <> $3
+      AND l.counts_as_evidence = $5
+      AND $4::timestamptz >= l.last_observed_at
+      AND $4::timestamptz - l.last_observed_at <= $6::interval
+    RETURNING s.evidence_id
+)
+INSERT INTO evidence_observation_spans (org_id, evidence_id, first_run_id, last_run_id, first_observed_at, last_observed_at,
+                                        observations, counts_as_evidence)
+SELECT $1, $2, $3, $3, $4, $4,
+       1, $5
+WHERE NOT EXISTS (SELECT 1 FROM extended)
+  AND NOT EXISTS (SELECT 1 FROM latest WHERE last_run_id = $3)
+ON CONFLICT (evidence_id, first_observed_at) DO NOTHING
+`
+
+type ObserveEvidenceParams struct {
+	OrgID            uuid.UUID
+	EvidenceID       uuid.UUID
+	RunID            uuid.UUID
+	ObservedAt       time.Time
+	CountsAsEvidence bool
+	Within           pgtype.Interval
+}
+
+// One run's observation of one evidence row: it extends the row's latest span when the span
+// counts the same way and ended at most within before observed_at, and opens a new span
+// otherwise. A run already recorded on the latest span (a retried attempt) changes nothing. The
+// caller holds the connection's row lock, so a row's spans have one writer at a time.
+func (q *Queries) ObserveEvidence(ctx context.Context, arg ObserveEvidenceParams) error {
+	_, err := q.db.Exec(ctx, observeEvidence,
+		arg.OrgID,
+		arg.EvidenceID,
+		arg.RunID,
+		arg.ObservedAt,
+		arg.CountsAsEvidence,
+		arg.Within,
+	)
+	return err
+}
+
 const openAlert = `-- name: OpenAlert :one
 INSERT INTO alerts (org_id, connection_id, kind, message, opened_at)
 SELECT c.org_id, c.id, $1, $2, $3
@@ -374,8 +400,8 @@ WHERE d.id IN (
     FROM evidence e
     WHERE e.created_at < $1
       AND NOT EXISTS (SELECT 1 FROM assessment_evidence ae WHERE ae.evidence_id = e.id)
-      AND NOT EXISTS (SELECT 1 FROM evidence_observations o
-                      WHERE o.evidence_id = e.id AND o.observed_at >= $1)
+      AND NOT EXISTS (SELECT 1 FROM evidence_observation_spans o
+                      WHERE o.evidence_id = e.id AND o.last_observed_at >= $1)
     ORDER BY e.created_at, e.id
     LIMIT $2::integer
 )

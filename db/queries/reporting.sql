@@ -12,18 +12,18 @@ LIMIT sqlc.arg(page_size)::integer;
 -- Filters are optional; control filters by the catalogue's required evidence types. Each row
 -- carries its latest observation so freshness is visible next to immutable content.
 SELECT e.id, e.connection_id, e.type, e.subject, e.payload, e.fingerprint, e.provenance, e.created_at,
-       coalesce(o.observed_at, e.created_at)::timestamptz AS last_observed_at, coalesce(o.counts_as_evidence, false)::boolean AS counts_as_evidence,
-       (SELECT count(*) FROM evidence_observations x WHERE x.evidence_id = e.id)::bigint AS observations
+       coalesce(o.last_observed_at, e.created_at)::timestamptz AS last_observed_at, coalesce(o.counts_as_evidence, false)::boolean AS counts_as_evidence,
+       (SELECT coalesce(sum(x.observations), 0) FROM evidence_observation_spans x WHERE x.evidence_id = e.id)::bigint AS observations
 FROM evidence e
 LEFT JOIN LATERAL (
-    SELECT observed_at, counts_as_evidence FROM evidence_observations
-    WHERE evidence_id = e.id ORDER BY observed_at DESC LIMIT 1
+    SELECT last_observed_at, counts_as_evidence FROM evidence_observation_spans
+    WHERE evidence_id = e.id ORDER BY first_observed_at DESC LIMIT 1
 ) o ON true
 WHERE (sqlc.narg(type)::text IS NULL OR e.type = sqlc.narg(type)::text)
   AND (sqlc.narg(connection_id)::uuid IS NULL OR e.connection_id = sqlc.narg(connection_id)::uuid)
   AND (sqlc.narg(control_id)::text IS NULL OR e.type IN (
         SELECT evidence_type FROM control_evidence_types WHERE control_id = sqlc.narg(control_id)::text))
-  AND (sqlc.narg(since)::timestamptz IS NULL OR coalesce(o.observed_at, e.created_at) >= sqlc.narg(since)::timestamptz)
+  AND (sqlc.narg(since)::timestamptz IS NULL OR coalesce(o.last_observed_at, e.created_at) >= sqlc.narg(since)::timestamptz)
   AND (sqlc.narg(until)::timestamptz IS NULL OR e.created_at < sqlc.narg(until)::timestamptz)
   AND (sqlc.narg(before_created)::timestamptz IS NULL
        OR (e.created_at, e.id) < (sqlc.narg(before_created)::timestamptz, sqlc.narg(before_id)::uuid))
@@ -40,9 +40,9 @@ SELECT id, status, config, last_success_at, stale, deleted_at FROM connections;
 -- The freshest observation per (connection, evidence type) that counts as evidence, and the
 -- freshest one overall (which may be an empty "no data" observation).
 SELECT DISTINCT ON (e.connection_id, e.type, o.counts_as_evidence)
-       e.connection_id, e.type, e.fingerprint, o.observed_at, o.counts_as_evidence
-FROM evidence_observations o JOIN evidence e ON e.id = o.evidence_id
-ORDER BY e.connection_id, e.type, o.counts_as_evidence, o.observed_at DESC;
+       e.connection_id, e.type, e.fingerprint, o.last_observed_at AS observed_at, o.counts_as_evidence
+FROM evidence_observation_spans o JOIN evidence e ON e.id = o.evidence_id
+ORDER BY e.connection_id, e.type, o.counts_as_evidence, o.last_observed_at DESC;
 
 -- name: ListAlerts :many
 SELECT id, connection_id, kind, state, message, opened_at, resolved_at FROM alerts

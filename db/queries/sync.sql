@@ -73,11 +73,37 @@ RETURNING id;
 -- name: EvidenceIDByFingerprint :one
 SELECT id FROM evidence WHERE fingerprint = sqlc.arg(fingerprint);
 
--- name: InsertEvidenceObservation :execrows
-INSERT INTO evidence_observations (org_id, evidence_id, run_id, observed_at, counts_as_evidence)
-VALUES (sqlc.arg(org_id), sqlc.arg(evidence_id), sqlc.arg(run_id), sqlc.arg(observed_at),
-        sqlc.arg(counts_as_evidence))
-ON CONFLICT DO NOTHING;
+-- name: ObserveEvidence :exec
+-- One run's observation of one evidence row: it extends the row's latest span when the span
+-- counts the same way and ended at most within before observed_at, and opens a new span
+-- otherwise. A run already recorded on the latest span (a retried attempt) changes nothing. The
+-- caller holds the connection's row lock, so a row's spans have one writer at a time.
+WITH latest AS (
+    SELECT evidence_id, first_observed_at, last_observed_at, last_run_id, counts_as_evidence
+    FROM evidence_observation_spans
+    WHERE evidence_id = sqlc.arg(evidence_id)
+    ORDER BY first_observed_at DESC
+    LIMIT 1
+), extended AS (
+    UPDATE evidence_observation_spans s
+    SET last_run_id = sqlc.arg(run_id), last_observed_at = sqlc.arg(observed_at),
+        observations = s.observations + 1,
+        longest_gap = greatest(s.longest_gap, sqlc.arg(observed_at)::timestamptz - s.last_observed_at)
+    FROM latest l
+    WHERE s.evidence_id = l.evidence_id AND s.first_observed_at = l.first_observed_at
+      AND l.last_run_id <> sqlc.arg(run_id)
+      AND l.counts_as_evidence = sqlc.arg(counts_as_evidence)
+      AND sqlc.arg(observed_at)::timestamptz >= l.last_observed_at
+      AND sqlc.arg(observed_at)::timestamptz - l.last_observed_at <= sqlc.arg(within)::interval
+    RETURNING s.evidence_id
+)
+INSERT INTO evidence_observation_spans (org_id, evidence_id, first_run_id, last_run_id, first_observed_at, last_observed_at,
+                                        observations, counts_as_evidence)
+SELECT sqlc.arg(org_id), sqlc.arg(evidence_id), sqlc.arg(run_id), sqlc.arg(run_id), sqlc.arg(observed_at), sqlc.arg(observed_at),
+       1, sqlc.arg(counts_as_evidence)
+WHERE NOT EXISTS (SELECT 1 FROM extended)
+  AND NOT EXISTS (SELECT 1 FROM latest WHERE last_run_id = sqlc.arg(run_id))
+ON CONFLICT (evidence_id, first_observed_at) DO NOTHING;
 
 -- name: LockConnection :one
 -- Serialises the writers of one connection row (sync completion, state mirroring, revoke), so
@@ -144,8 +170,8 @@ WHERE d.id IN (
     FROM evidence e
     WHERE e.created_at < sqlc.arg(cutoff)
       AND NOT EXISTS (SELECT 1 FROM assessment_evidence ae WHERE ae.evidence_id = e.id)
-      AND NOT EXISTS (SELECT 1 FROM evidence_observations o
-                      WHERE o.evidence_id = e.id AND o.observed_at >= sqlc.arg(cutoff))
+      AND NOT EXISTS (SELECT 1 FROM evidence_observation_spans o
+                      WHERE o.evidence_id = e.id AND o.last_observed_at >= sqlc.arg(cutoff))
     ORDER BY e.created_at, e.id
     LIMIT sqlc.arg(batch_size)::integer
 )
