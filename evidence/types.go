@@ -46,7 +46,9 @@ func (t Type) Valid() bool {
 // [ProjectInventory], [TicketVolume], [ResolvedSecurityTicket] and [SecurityTicketSample].
 //
 // Every payload field is always encoded (no omitempty), so a payload has exactly one canonical
-// form and a missing field in a stored row is detectable.
+// form and a missing field in a stored row is detectable — except a field added to a type after
+// rows of it were stored, whose zero value means "as before" (SecurityTicketSample.Incomplete):
+// it is omitted when zero, so the rows stored before it keep their fingerprints.
 type Payload interface {
 	// EvidenceType is the Type this payload belongs to.
 	EvidenceType() Type
