@@ -2,13 +2,9 @@ package db_test
 
 import (
 	"context"
-	"net/url"
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -22,32 +18,9 @@ import (
 func TestAPIKeyLifecycleMigrationBackfillsCreators(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, testDB.OwnerURL)
-	require.NoError(t, err)
-	defer admin.Close(ctx)
-	name := "jctest_keymig_" + uuid.NewString()[:8]
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(testDB.OwnerURL)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	dbURL := u.String()
-
-	cfg, err := pgx.ParseConfig(dbURL)
-	require.NoError(t, err)
-	sqlDB := stdlib.OpenDB(*cfg)
-	defer sqlDB.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, db.Migrations())
-	require.NoError(t, err)
-	_, err = provider.UpTo(ctx, 6)
-	require.NoError(t, err)
-
-	conn, err := pgx.Connect(ctx, dbURL)
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	m := newMigrationDB(t, "keymig")
+	m.upTo(t, 6)
+	conn, dbURL := m.conn, m.url
 	org, first, second, orphan := uuid.New(), uuid.New(), uuid.New(), uuid.New()
 	for _, stmt := range []struct {
 		sql  string
@@ -83,7 +56,7 @@ func TestAPIKeyLifecycleMigrationBackfillsCreators(t *testing.T) {
 	assert.Equal(t, [2]*string{nil, nil}, creators[orphan])
 
 	// The migration can be rolled back and applied again.
-	_, err = provider.DownTo(ctx, 6)
+	_, err = m.provider.DownTo(ctx, 6)
 	require.NoError(t, err)
 	require.NoError(t, db.Migrate(ctx, dbURL, discardLogger()))
 }

@@ -4,19 +4,14 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/url"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/jiraconnect/jiraconnect/connections"
-	"github.com/jiraconnect/jiraconnect/db"
 )
 
 // observation is one row of the per-sync observation table the spans migration replaces.
@@ -61,33 +56,13 @@ func freshAtSpans(spans []span, ev uuid.UUID, t time.Time, within time.Duration)
 func TestObservationSpansMigrationKeepsCoverageAtEveryInstant(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, testDB.OwnerURL)
-	require.NoError(t, err)
-	defer admin.Close(ctx)
-	name := "jctest_spans_" + uuid.NewString()[:8]
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(testDB.OwnerURL)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	cfg, err := pgx.ParseConfig(u.String())
-	require.NoError(t, err)
-	sqlDB := stdlib.OpenDB(*cfg)
-	defer sqlDB.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, db.Migrations())
-	require.NoError(t, err)
-	_, err = provider.UpTo(ctx, 8)
-	require.NoError(t, err)
-	conn, err := pgx.Connect(ctx, u.String())
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	m := newMigrationDB(t, "spans")
+	m.upTo(t, 8)
+	conn := m.conn
 
 	rng := rand.New(rand.NewPCG(3, 5))
 	org := uuid.New()
-	_, err = conn.Exec(ctx, `INSERT INTO organizations (id, name) VALUES ($1, 'spans')`, org)
+	_, err := conn.Exec(ctx, `INSERT INTO organizations (id, name) VALUES ($1, 'spans')`, org)
 	require.NoError(t, err)
 	t0 := time.Date(2026, 1, 1, 6, 0, 0, 0, time.UTC)
 	withinOf := map[uuid.UUID]time.Duration{}
@@ -144,8 +119,7 @@ func TestObservationSpansMigrationKeepsCoverageAtEveryInstant(t *testing.T) {
 		}
 	}
 
-	_, err = provider.UpTo(ctx, 10)
-	require.NoError(t, err)
+	m.upTo(t, 10)
 	rows, err := conn.Query(ctx, `SELECT evidence_id, first_observed_at, last_observed_at, counts_as_evidence, observations FROM evidence_observation_spans`)
 	require.NoError(t, err)
 	var spans []span

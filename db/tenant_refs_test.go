@@ -3,18 +3,13 @@ package db_test
 import (
 	"context"
 	"errors"
-	"net/url"
 	"testing"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/jiraconnect/jiraconnect/db"
 )
 
 // tenantRows are one organization's parent rows, written by the owner.
@@ -91,29 +86,9 @@ func TestCrossOrganizationReferencesAreRefusedByTheSchema(t *testing.T) {
 func TestTenantScopedReferencesMigrateBothWays(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, testDB.OwnerURL)
-	require.NoError(t, err)
-	defer admin.Close(ctx)
-	name := "jctest_refsmig_" + uuid.NewString()[:8]
-	_, err = admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
-	})
-	u, err := url.Parse(testDB.OwnerURL)
-	require.NoError(t, err)
-	u.Path = "/" + name
-	cfg, err := pgx.ParseConfig(u.String())
-	require.NoError(t, err)
-	sqlDB := stdlib.OpenDB(*cfg)
-	defer sqlDB.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, sqlDB, db.Migrations())
-	require.NoError(t, err)
-	_, err = provider.UpTo(ctx, 7)
-	require.NoError(t, err)
-	conn, err := pgx.Connect(ctx, u.String())
-	require.NoError(t, err)
-	defer conn.Close(ctx)
+	m := newMigrationDB(t, "refsmig")
+	m.upTo(t, 7)
+	conn := m.conn
 	seedTenant(t, ctx, conn)
 
 	constraints := func() int {
@@ -124,13 +99,12 @@ func TestTenantScopedReferencesMigrateBothWays(t *testing.T) {
 		return n
 	}
 	require.Zero(t, constraints())
-	_, err = provider.UpTo(ctx, 8)
+	_, err := m.provider.UpTo(ctx, 8)
 	require.NoError(t, err, "the migration runs over existing rows")
 	assert.Equal(t, 13, constraints(), "composite foreign keys after the migration")
-	_, err = provider.DownTo(ctx, 7)
+	_, err = m.provider.DownTo(ctx, 7)
 	require.NoError(t, err)
 	assert.Zero(t, constraints())
-	_, err = provider.UpTo(ctx, 8)
-	require.NoError(t, err)
+	m.upTo(t, 8)
 	assert.Equal(t, 13, constraints())
 }
