@@ -88,8 +88,8 @@ func (s *Server) revokeAPIKey(c echo.Context) error {
 }
 
 // caller is the audit identity and address of the request.
-func (s *Server) caller(c echo.Context) tenancy.Caller {
-	return tenancy.Caller{Actor: actor(c), SourceIP: s.clientAddr(c)}
+func (s *Server) caller(c echo.Context) audit.Caller {
+	return audit.Caller{Actor: actor(c), SourceIP: s.clientAddr(c)}
 }
 
 // keyError maps the key lifecycle's errors to API errors.
