@@ -533,7 +533,7 @@ func (s *Server) patchConnection(c echo.Context) error {
 		return err
 	}
 	if conn.Status != connections.StatusPendingAuth {
-		if err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalConfigChanged, nil); err != nil {
+		if err := s.workflows.ConfigChanged(ctx, conn.ID); err != nil {
 			// The stored configuration is authoritative: the workflow reloads it on its next
 			// start or continue-as-new even if this signal is lost.
 			s.log.WarnContext(ctx, "config-changed signal not delivered", "connection_id", conn.ID, "err", err)

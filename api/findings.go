@@ -17,7 +17,6 @@ import (
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jira"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 type findingLinkView struct {
@@ -116,7 +115,7 @@ func enqueueFinding(ctx context.Context, q *dbq.Queries, orgID uuid.UUID, f find
 // Postgres is authoritative and workflows also drain it on their own schedule.
 func (s *Server) nudge(ctx context.Context, connIDs []uuid.UUID) {
 	for _, id := range connIDs {
-		if err := s.deps.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(id), "", workflows.SignalFindingsPending, nil); err != nil {
+		if err := s.workflows.FindingsPending(ctx, id); err != nil {
 			s.log.WarnContext(ctx, "findings-pending signal not delivered", "connection_id", id, "err", err)
 		}
 	}
@@ -384,7 +383,7 @@ func (s *Server) putFindingSync(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalConfigChanged, nil); err != nil {
+	if err := s.workflows.ConfigChanged(ctx, conn.ID); err != nil {
 		s.log.WarnContext(ctx, "config-changed signal not delivered", "connection_id", conn.ID, "err", err)
 	}
 	if next != nil {

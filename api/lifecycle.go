@@ -7,97 +7,49 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
-	"go.temporal.io/api/serviceerror"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/workflowclient"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
-
-// updateWait bounds how long an API call waits for a workflow update's result; it stays below
-// the server's write timeout. An update that is accepted but not finished by then keeps running
-// in the workflow (errUpdatePending).
-const updateWait = 45 * time.Second
 
 // startWorkflow starts the workflow of a connection that has just become active (or whose
 // workflow is gone), through the starter the supervisor uses too
 // (workflowclient.Client.StartConnection). A workflow that is already running counts as started.
 func (s *Server) startWorkflow(ctx context.Context, orgID, connID uuid.UUID) error {
-	if _, err := s.workflows.StartConnection(ctx, workflowclient.Start{OrgID: orgID, ConnectionID: connID}); err != nil {
-		s.log.Warn("connection workflow not started", "connection_id", connID.String(), "err", err)
-		return &Error{Status: http.StatusServiceUnavailable, Code: "workflow_unavailable",
-			Message: "the connection was saved but its workflow could not be started; retry with POST /v1/connections/{id}/sync"}
+	if err := s.workflows.EnsureRunning(ctx, orgID, connID); err != nil {
+		return s.startFailed(connID, err)
 	}
 	return nil
 }
 
-// update sends a workflow update and waits for its result. A validator rejection becomes 409
-// with the workflow's reason; a missing workflow becomes errNoWorkflow.
-func (s *Server) update(ctx context.Context, conn connections.Connection, name string, result any, args ...any) error {
-	h, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-		WorkflowID: conn.WorkflowID, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageAccepted,
-	})
-	if err == nil {
-		wctx, cancel := context.WithTimeout(ctx, updateWait)
-		err = h.Get(wctx, result)
-		cancel()
-		if err != nil && wctx.Err() != nil && ctx.Err() == nil {
-			return errUpdatePending
-		}
-	}
-	if err == nil {
-		return nil
-	}
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return errNoWorkflow
-	}
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return &Error{Status: http.StatusConflict, Code: "rejected", Message: appErr.Message()}
-	}
-	return fmt.Errorf("workflow update %s on %s: %w", name, conn.WorkflowID, err)
+// startFailed answers a workflow that could not be started with 503.
+func (s *Server) startFailed(connID uuid.UUID, err error) error {
+	s.log.Warn("connection workflow not started", "connection_id", connID.String(), "err", err)
+	return &Error{Status: http.StatusServiceUnavailable, Code: "workflow_unavailable",
+		Message: "the connection was saved but its workflow could not be started; retry with POST /v1/connections/{id}/sync"}
 }
 
-var errNoWorkflow = errors.New("connection workflow is not running")
+// errNoWorkflow and errUpdatePending are the workflow client's answers the handlers act on.
+var (
+	errNoWorkflow    = workflowclient.ErrNoWorkflow
+	errUpdatePending = workflowclient.ErrUpdatePending
+)
 
-// awaitInitialized waits (at most initWait) until a workflow just started has loaded its
-// connection. A sync requested before that still runs, under a number after the connection's
-// stored runs, but the update would answer the number it had before the load. Queries add nothing
-// to the workflow's history; a workflow that is slow to load is simply not waited for longer.
-func (s *Server) awaitInitialized(ctx context.Context, conn connections.Connection) {
-	ctx, cancel := context.WithTimeout(ctx, initWait)
-	defer cancel()
-	for delay := 20 * time.Millisecond; ; delay = min(2*delay, 500*time.Millisecond) {
-		v, err := s.deps.Temporal.QueryWorkflow(ctx, conn.WorkflowID, "", workflows.QueryState)
-		var st workflows.ConnectionState
-		if err == nil && v.Get(&st) == nil && st.Initialized {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(delay):
-		}
+// workflowError answers a workflow's refusal with 409 and its reason.
+func workflowError(err error) error {
+	var rejected *workflowclient.RejectedError
+	if errors.As(err, &rejected) {
+		return &Error{Status: http.StatusConflict, Code: "rejected", Message: rejected.Reason}
 	}
+	return err
 }
-
-// initWait bounds awaitInitialized: a fresh workflow loads its connection in its first workflow
-// task, normally within milliseconds.
-const initWait = 10 * time.Second
-
-// errUpdatePending: the workflow accepted the update and is still carrying it out.
-var errUpdatePending = errors.New("workflow update still running")
 
 func (s *Server) syncNow(c echo.Context) error {
 	conn, err := s.loadConnection(c)
@@ -108,20 +60,14 @@ func (s *Server) syncNow(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	var seq int64
-	err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
-	if errors.Is(err, errNoWorkflow) {
-		// The workflow is gone or was never started (e.g. Temporal was down at creation): start
-		// it now, then ask it to sync once it has loaded the connection, so that the sync number
-		// answered is the one the run carries.
-		if err := s.startWorkflow(ctx, conn.OrgID, conn.ID); err != nil {
-			return err
-		}
-		s.awaitInitialized(ctx, conn)
-		err = s.update(ctx, conn, workflows.UpdateSyncNow, &seq)
+	// A workflow that is gone or was never started (e.g. Temporal was down at creation) is
+	// started and asked once it has loaded the connection.
+	seq, err := s.workflows.SyncNow(ctx, conn.OrgID, conn.ID)
+	if errors.Is(err, workflowclient.ErrStartFailed) {
+		return s.startFailed(conn.ID, err)
 	}
 	if err != nil {
-		return err
+		return workflowError(err)
 	}
 	if err := s.auditConnection(ctx, c, conn, "connection.sync_requested", map[string]any{"seq": seq}); err != nil {
 		return err
@@ -137,9 +83,9 @@ func (s *Server) testConnection(c echo.Context) error {
 	if err := requireStatus(conn, connections.StatusActive, connections.StatusNeedsReauth); err != nil {
 		return err
 	}
-	var res activities.TestResult
 	ctx := c.Request().Context()
-	if err := s.update(ctx, conn, workflows.UpdateTest, &res); err != nil {
+	res, err := s.workflows.Test(ctx, conn.ID)
+	if err != nil {
 		if errors.Is(err, errUpdatePending) {
 			// The test goes on and may still write its synthetic issue: the request is audited now,
 			// the run report names the issue.
@@ -152,7 +98,7 @@ func (s *Server) testConnection(c echo.Context) error {
 		if errors.Is(err, errNoWorkflow) {
 			return &Error{Status: http.StatusConflict, Code: "workflow_not_running", Message: "the connection's workflow is not running"}
 		}
-		return err
+		return workflowError(err)
 	}
 	meta := map[string]any{"outcome": "passed"}
 	if !res.OK {
@@ -312,17 +258,11 @@ func (s *Server) activate(ctx context.Context, orgID uuid.UUID, conn connections
 	if wasPending {
 		return conn, s.startWorkflow(ctx, orgID, conn.ID)
 	}
-	var ignored any
-	err = s.update(ctx, conn, workflows.UpdateReauthorized, &ignored)
-	if errors.Is(err, errNoWorkflow) {
-		// The workflow is gone: a new one carries on from the stored state, which would schedule
-		// the next sync a cadence after the last attempt; the update makes it sync now.
-		if err = s.startWorkflow(ctx, orgID, conn.ID); err == nil {
-			s.awaitInitialized(ctx, conn)
-			err = s.update(ctx, conn, workflows.UpdateReauthorized, &ignored)
-		}
+	err = s.workflows.Reauthorized(ctx, orgID, conn.ID)
+	if errors.Is(err, workflowclient.ErrStartFailed) {
+		return conn, s.startFailed(conn.ID, err)
 	}
-	return conn, err
+	return conn, workflowError(err)
 }
 
 func (s *Server) revokeConnection(c echo.Context) error {
@@ -332,8 +272,7 @@ func (s *Server) revokeConnection(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	if conn.Status != connections.StatusRevoked {
-		var ignored any
-		err = s.update(ctx, conn, workflows.UpdateRevoke, &ignored, workflows.RevokeRequest{ActorType: "api_key", ActorID: principal(c).KeyID.String()})
+		err = s.workflows.Revoke(ctx, conn.ID, actor(c))
 		if errors.Is(err, errNoWorkflow) || conn.Status == connections.StatusPendingAuth {
 			// No workflow to do it (never started, or already gone): clean up here, with the
 			// same code the workflow would run.
@@ -342,7 +281,7 @@ func (s *Server) revokeConnection(c echo.Context) error {
 				ActorType:     "api_key", ActorID: principal(c).KeyID.String(),
 			})
 			if err == nil {
-				s.stopLateWorkflow(ctx, conn, workflows.RevokeRequest{ActorType: "api_key", ActorID: principal(c).KeyID.String()})
+				s.stopLateWorkflow(ctx, conn, actor(c))
 			}
 		}
 		if errors.Is(err, errUpdatePending) {
@@ -351,7 +290,7 @@ func (s *Server) revokeConnection(c echo.Context) error {
 			return c.JSON(http.StatusAccepted, map[string]any{"connection_id": conn.ID, "status": "revoking"})
 		}
 		if err != nil {
-			return err
+			return workflowError(err)
 		}
 	}
 	conn, err = s.deps.Connections.Get(ctx, conn.OrgID, conn.ID)
@@ -366,10 +305,9 @@ func (s *Server) revokeConnection(c echo.Context) error {
 // ends by itself once it reads the revoked row, but one that read the row just before the cleanup
 // committed would otherwise wait for its next deadline to find out; the revoke signal makes it
 // run the (idempotent) cleanup and end now. No workflow running is the normal case.
-func (s *Server) stopLateWorkflow(ctx context.Context, conn connections.Connection, req workflows.RevokeRequest) {
-	err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalRevoke, req)
-	var nf *serviceerror.NotFound
-	if err != nil && !errors.As(err, &nf) {
+func (s *Server) stopLateWorkflow(ctx context.Context, conn connections.Connection, by audit.Actor) {
+	err := s.workflows.SignalRevoke(ctx, conn.ID, by)
+	if err != nil && !errors.Is(err, errNoWorkflow) {
 		s.log.WarnContext(ctx, "revoke signal to a late-started workflow not delivered; it ends at its next activity",
 			"connection_id", conn.ID.String(), "err", err)
 	}

@@ -29,7 +29,6 @@ import (
 	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
 	"github.com/jiraconnect/jiraconnect/workflowclient"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 // Pinger is anything /readyz must be able to reach.
@@ -111,9 +110,7 @@ func New(deps Deps) *Server {
 		workflows: workflowclient.New(deps.Temporal, deps.TaskQueue, deps.ReconcileInterval)}
 	var signal func(ctx context.Context, connID uuid.UUID) error
 	if deps.Temporal != nil {
-		signal = func(ctx context.Context, connID uuid.UUID) error {
-			return deps.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(connID), "", workflows.SignalInboxNudge, nil)
-		}
+		signal = s.workflows.NudgeInbox
 	}
 	s.nudges = newNudger(signal, deps.Log)
 	e.HTTPErrorHandler = s.handleError
