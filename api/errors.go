@@ -8,6 +8,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/jiraconnect/jiraconnect/apperr"
+	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/tenancy"
 )
 
 // Error is the JSON error body of every failed request:
@@ -48,6 +50,32 @@ func fromFailure(f *apperr.Error) *Error {
 		status = http.StatusInternalServerError
 	}
 	return &Error{Status: status, Code: f.Code, Field: f.Field, Message: f.Message}
+}
+
+// keyError maps the key lifecycle's errors (tenancy's own, not apperr) to API errors.
+func keyError(err error) error {
+	var fe *tenancy.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return errInvalidField(fe.Field, "%s", fe.Message)
+	case errors.Is(err, tenancy.ErrKeyNotFound):
+		return errNotFound("api key")
+	case errors.Is(err, tenancy.ErrLastAdminKey):
+		return &Error{Status: http.StatusConflict, Code: "last_admin_key",
+			Message: "this is the organization's last active admin key: without it nobody can manage keys or connections " +
+				"through the API; create another admin key first, or repeat with ?force=true"}
+	}
+	return err
+}
+
+// findingFieldError maps a finding's (or a finding-sync configuration's) decoding and validation
+// errors to the invalid_field of their field.
+func findingFieldError(err error) error {
+	var fe *findings.FieldError
+	if errors.As(err, &fe) {
+		return errInvalidField(fe.Field, "%s", fe.Message)
+	}
+	return errBadRequest("invalid_finding", "", err.Error())
 }
 
 // Constructors for the error codes the API uses itself, while reading a request.

@@ -175,14 +175,6 @@ func (s *Server) upsertFinding(c echo.Context) error {
 	return c.JSON(status, view)
 }
 
-func findingFieldError(err error) error {
-	var fe *findings.FieldError
-	if errors.As(err, &fe) {
-		return errInvalidField(fe.Field, "%s", fe.Message)
-	}
-	return errBadRequest("invalid_finding", "", err.Error())
-}
-
 // loadFinding returns the finding named in the path, within q's org, or 404.
 func loadFinding(c echo.Context, q *dbq.Queries) (findingView, error) {
 	id, err := uuid.Parse(c.Param("id"))

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
@@ -83,22 +82,6 @@ func (s *Server) revokeAPIKey(c echo.Context) error {
 		return keyError(err)
 	}
 	return c.JSON(http.StatusOK, apiKeyView{KeyInfo: info})
-}
-
-// keyError maps the key lifecycle's errors to API errors.
-func keyError(err error) error {
-	var fe *tenancy.FieldError
-	switch {
-	case errors.As(err, &fe):
-		return errInvalidField(fe.Field, "%s", fe.Message)
-	case errors.Is(err, tenancy.ErrKeyNotFound):
-		return errNotFound("api key")
-	case errors.Is(err, tenancy.ErrLastAdminKey):
-		return &Error{Status: http.StatusConflict, Code: "last_admin_key",
-			Message: "this is the organization's last active admin key: without it nobody can manage keys or connections " +
-				"through the API; create another admin key first, or repeat with ?force=true"}
-	}
-	return err
 }
 
 const (
