@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/jiraconnect/jiraconnect/connections"
 )
 
 // Error types of non-retryable and specially handled activity failures (temporal.ApplicationError
@@ -137,31 +139,12 @@ type AlertInput struct {
 // AlertKindStale is the alert raised when a connection passes its stale threshold.
 const AlertKindStale = "connection_stale"
 
-// Check is one step of a connection test.
-type Check struct {
-	Name   string `json:"name"`
-	OK     bool   `json:"ok"`
-	Detail string `json:"detail"`
-	// IssueKey names the Jira issue a check created or changed (the synthetic test issue), so the
-	// request that caused the write can be audited with it.
-	IssueKey string `json:"issue_key,omitempty"`
-}
-
-// TestResult is the answer of the test-connection update.
-type TestResult struct {
-	OK     bool    `json:"ok"`
-	Checks []Check `json:"checks"`
-}
-
-// TestIssueKey is the synthetic issue the test created or reused in Jira ("" when it wrote none).
-func (r TestResult) TestIssueKey() string {
-	for _, c := range r.Checks {
-		if c.IssueKey != "" {
-			return c.IssueKey
-		}
-	}
-	return ""
-}
+// Check and TestResult are the connection test's report, owned by connections (the API answers
+// it as is).
+type (
+	Check      = connections.Check
+	TestResult = connections.TestResult
+)
 
 // RevokeInput asks for the revoke cleanup.
 type RevokeInput struct {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,8 +15,10 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
 
 	"github.com/jiraconnect/jiraconnect/api"
+	"github.com/jiraconnect/jiraconnect/apperr"
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/db/dbtest"
 	"github.com/jiraconnect/jiraconnect/metrics"
@@ -298,4 +301,27 @@ func TestAuditLogPaginationAndIsolation(t *testing.T) {
 func jsonInt(f float64) string {
 	b, _ := json.Marshal(int64(f))
 	return string(b)
+}
+
+// Every kind of use-case failure has its status, and its code, field and message reach the body
+// unchanged: api/errors.go is the one place services' failures meet HTTP.
+func TestUseCaseFailuresMapToHTTP(t *testing.T) {
+	e := newEnv(t, api.PingFunc(okPing))
+	kinds := map[string]struct {
+		kind   apperr.Kind
+		status int
+	}{
+		"invalid": {apperr.KindInvalid, 400}, "not_found": {apperr.KindNotFound, 404}, "conflict": {apperr.KindConflict, 409},
+		"upstream": {apperr.KindUpstream, 502}, "unavailable": {apperr.KindUnavailable, 503}, "timeout": {apperr.KindTimeout, 504},
+	}
+	e.server.Echo().GET("/test-failure/:kind", func(c echo.Context) error {
+		k := kinds[c.Param("kind")]
+		return fmt.Errorf("wrapped by the service: %w", apperr.New(k.kind, "code_"+c.Param("kind"), "some.field", "message of "+c.Param("kind")))
+	})
+	for name, k := range kinds {
+		r := e.do("GET", "/test-failure/"+name, "", "", "")
+		if r.status != k.status || errField(r, "code") != "code_"+name || errField(r, "field") != "some.field" || errField(r, "message") != "message of "+name {
+			t.Errorf("%s: %d %s", name, r.status, r.raw)
+		}
+	}
 }

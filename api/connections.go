@@ -1,30 +1,17 @@
 package api
 
 import (
-	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
-	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
-	"github.com/jiraconnect/jiraconnect/egress"
-	"github.com/jiraconnect/jiraconnect/jira"
-	"github.com/jiraconnect/jiraconnect/workflows"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
-
-// oauthStateTTL bounds how long a user may take to consent at Atlassian.
-const oauthStateTTL = 10 * time.Minute
 
 // connectionView is a connection as the API shows it: never a secret.
 type connectionView struct {
@@ -84,277 +71,8 @@ func utc(t *time.Time) *time.Time {
 	return &u
 }
 
-type createConnectionRequest struct {
-	Kind     string                   `json:"kind"`
-	SiteURL  string                   `json:"site_url"`
-	Email    string                   `json:"email"`
-	APIToken string                   `json:"api_token"`
-	PAT      string                   `json:"pat"`
-	Config   *connections.ConfigPatch `json:"config"`
-	// FindingSync asks, for cloud_oauth, for the extra scopes finding sync needs
-	// (write:jira-work, manage:jira-webhook). Evidence sync alone requests only read scopes.
-	FindingSync bool `json:"finding_sync"`
-}
-
-// oauthScopes are the minimum scopes for what the connection will do.
-func oauthScopes(findingSync bool) []string {
-	return jira.Scopes(jira.Features{FindingSync: findingSync, DynamicWebhooks: findingSync})
-}
-
-// credentialsFrom validates the secret-bearing fields for token and PAT connections.
-func credentialsFrom(kind connections.Kind, email, apiToken, pat string) (connections.Credentials, error) {
-	switch kind {
-	case connections.KindCloudToken:
-		email = strings.TrimSpace(email)
-		if email == "" || !strings.Contains(email, "@") || len(email) > 320 {
-			return connections.Credentials{}, errInvalidField("email", "must be the Atlassian account email")
-		}
-		if strings.TrimSpace(apiToken) == "" || len(apiToken) > 4096 {
-			return connections.Credentials{}, errInvalidField("api_token", "must be a non-empty Atlassian API token")
-		}
-		if pat != "" {
-			return connections.Credentials{}, errInvalidField("pat", "is only for datacenter_pat connections")
-		}
-		return connections.Credentials{Kind: kind, Email: email, APIToken: jira.NewSecret(strings.TrimSpace(apiToken))}, nil
-	case connections.KindDataCenterPAT:
-		if strings.TrimSpace(pat) == "" || len(pat) > 4096 {
-			return connections.Credentials{}, errInvalidField("pat", "must be a non-empty personal access token")
-		}
-		if email != "" || apiToken != "" {
-			return connections.Credentials{}, errInvalidField("api_token", "email and api_token are only for cloud_token connections")
-		}
-		return connections.Credentials{Kind: kind, PAT: jira.NewSecret(strings.TrimSpace(pat))}, nil
-	}
-	if email != "" || apiToken != "" || pat != "" {
-		return connections.Credentials{}, errInvalidField("api_token", "cloud_oauth connections take no credentials; consent at the returned authorize_url")
-	}
-	return connections.Credentials{Kind: kind}, nil
-}
-
-// checkSite applies the egress policy to a site URL before anything is stored or called: a
-// destination the policy refuses is 400 egress_denied naming the policy (and the variable an
-// operator sets), never the address the name resolved to.
-func (s *Server) checkSite(ctx context.Context, siteURL string) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.deps.Egress.CheckURL(ctx, siteURL); err != nil {
-		s.log.WarnContext(ctx, "site URL refused by the egress policy", "site_url", siteURL, "err", err.Error())
-		return egressDeniedError(err)
-	}
-	return nil
-}
-
-// verifyCredentials calls who-am-I with credentials that are not stored yet: a connection is
-// only created (or re-authorized) with credentials Jira accepts. The call goes through the
-// connections' egress-guarded client, so the policy is checked again on the address dialled.
-func (s *Server) verifyCredentials(ctx context.Context, connID uuid.UUID, siteURL string, creds connections.Credentials) error {
-	auth := jira.APIToken(creds.Email, creds.APIToken)
-	if creds.Kind == connections.KindDataCenterPAT {
-		auth = jira.PAT(creds.PAT)
-	}
-	client, err := s.deps.Connections.NewJiraClient(jira.Config{Flavor: connections.Flavor(creds.Kind), BaseURL: siteURL, Auth: auth,
-		Logger: s.log.With("connection_id", connID.String(), "site_url", siteURL)})
-	if errors.Is(err, connections.ErrNoHTTPClient) {
-		return err
-	}
-	if err != nil {
-		return errInvalidField("site_url", "%v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	if _, err := client.Myself(ctx); err != nil {
-		return jiraVerifyError(creds.Kind, err)
-	}
-	return nil
-}
-
-// jiraVerifyError answers a failed credential check with a category (credentials_rejected,
-// not_jira, egress_denied, tls_error, jira_unreachable). The message is the jira.Error's, which
-// carries no network error text and no body of a non-Jira answer.
-func jiraVerifyError(kind connections.Kind, err error) error {
-	field := "api_token"
-	if kind == connections.KindDataCenterPAT {
-		field = "pat"
-	}
-	switch jira.KindOf(err) {
-	case jira.KindUnauthorized, jira.KindReauthRequired, jira.KindForbidden:
-		return &Error{Status: http.StatusBadRequest, Code: "credentials_rejected", Field: field,
-			Message: field + ": Jira rejected these credentials (who-am-I answered " + fmt.Sprint(statusOf(err)) + ")"}
-	case jira.KindNotFound, jira.KindGone:
-		return &Error{Status: http.StatusBadRequest, Code: "not_jira", Field: "site_url",
-			Message: "site_url: no Jira REST API answered at this URL"}
-	}
-	return siteCallError("could not verify the credentials with Jira", err)
-}
-
-// siteCallError answers a failed call to a tenant's Jira site that no more specific answer
-// covers: egress_denied (400: the site is not a destination this server may reach), tls_error or
-// jira_unreachable (502), with what was being done and the jira.Error's safe text.
-func siteCallError(what string, err error) *Error {
-	switch jira.KindOf(err) {
-	case jira.KindEgressDenied:
-		return egressDeniedError(err)
-	case jira.KindTLS:
-		return &Error{Status: http.StatusBadGateway, Code: "tls_error", Field: "site_url", Message: what + ": " + err.Error()}
-	}
-	return &Error{Status: http.StatusBadGateway, Code: "jira_unreachable", Message: what + ": " + err.Error()}
-}
-
-// egressDeniedError is the 400 for a site the egress policy refuses, in the policy's public words.
-func egressDeniedError(err error) *Error {
-	msg := "the site is not a destination this server's egress policy allows (" + egress.EnvVar + ")"
-	var de *egress.DeniedError
-	if errors.As(err, &de) {
-		msg = de.Public()
-	}
-	return &Error{Status: http.StatusBadRequest, Code: "egress_denied", Field: "site_url", Message: "site_url: " + msg}
-}
-
-func statusOf(err error) int {
-	var je *jira.Error
-	if errors.As(err, &je) {
-		return je.Status
-	}
-	return 0
-}
-
-// createPlan is a connection request that passed every check: nothing is written, sealed or sent
-// to Jira before planCreate has accepted the whole request.
-type createPlan struct {
-	kind        connections.Kind
-	site        string
-	creds       connections.Credentials
-	cfg         connections.Config
-	findingSync bool
-}
-
-// planCreate is the one place a connection request is validated: field by field in the order the
-// request lists them, then the site against the egress policy (which may resolve its name), before
-// anything is stored or sent to Jira.
-func (s *Server) planCreate(ctx context.Context, req createConnectionRequest) (createPlan, error) {
-	kind, err := connections.ParseKind(req.Kind)
-	if err != nil {
-		return createPlan{}, errInvalidField("kind", "%v", err)
-	}
-	site, err := connections.NormalizeSiteURL(req.SiteURL)
-	if err != nil {
-		return createPlan{}, errInvalidField("site_url", "%v", err)
-	}
-	creds, err := credentialsFrom(kind, req.Email, req.APIToken, req.PAT)
-	if err != nil {
-		return createPlan{}, err
-	}
-	cfg := connections.DefaultConfig()
-	if req.Config != nil {
-		cfg = req.Config.Apply(cfg)
-	}
-	if err := cfg.Validate(); err != nil {
-		return createPlan{}, configFieldError(err)
-	}
-	if req.FindingSync && kind != connections.KindCloudOAuth {
-		return createPlan{}, errInvalidField("finding_sync", "only cloud_oauth connections request scopes; configure finding sync with PUT /v1/connections/{id}/finding-sync")
-	}
-	if kind == connections.KindCloudOAuth && s.deps.OAuth == nil {
-		return createPlan{}, &Error{Status: http.StatusBadRequest, Code: "oauth_not_configured", Field: "kind",
-			Message: "kind: cloud_oauth needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET on the server"}
-	}
-	if err := s.checkSite(ctx, site); err != nil {
-		return createPlan{}, err
-	}
-	return createPlan{kind: kind, site: site, creds: creds, cfg: cfg, findingSync: req.FindingSync}, nil
-}
-
-func (s *Server) createConnection(c echo.Context) error {
-	var req createConnectionRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		return err
-	}
-	ctx := c.Request().Context()
-	plan, err := s.planCreate(ctx, req)
-	if err != nil {
-		return err
-	}
-	kind, site, creds, cfg := plan.kind, plan.site, plan.creds, plan.cfg
-	connID := uuid.New()
-	if kind != connections.KindCloudOAuth {
-		if err := s.verifyCredentials(ctx, connID, site, creds); err != nil {
-			return err
-		}
-	}
-
-	p := principal(c)
-	cfgJSON, err := json.Marshal(cfg)
-	if err != nil {
-		return err
-	}
-	status := connections.StatusActive
-	var sealed []byte
-	var state string
-	if kind == connections.KindCloudOAuth {
-		status = connections.StatusPendingAuth
-	} else if sealed, err = connections.SealCredentials(ctx, s.deps.Sealer, p.OrgID, connID, creds); err != nil {
-		return err
-	}
-	// Token and PAT connections get an admin webhook with an HMAC signing secret; OAuth
-	// connections register dynamic webhooks, which Jira does not HMAC-sign.
-	hook, err := connections.NewWebhookSecrets(kind != connections.KindCloudOAuth)
-	if err != nil {
-		return err
-	}
-	sealedSigning, err := s.deps.Connections.SealSigningSecret(ctx, p.OrgID, connID, hook.SigningSecret)
-	if err != nil {
-		return err
-	}
-	var conn connections.Connection
-	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
-		row, err := q.CreateConnection(ctx, dbq.CreateConnectionParams{
-			ID: connID, OrgID: p.OrgID, Kind: string(kind), SiteUrl: site, Status: string(status),
-			Config: cfgJSON, Scopes: []string{}, SealedCredentials: sealed, WorkflowID: workflows.WorkflowID(connID),
-			WebhookSecretHash: connections.HashURLSecret(hook.URLSecret),
-		})
-		if err != nil {
-			return err
-		}
-		if _, err := q.SetWebhookSecrets(ctx, dbq.SetWebhookSecretsParams{ID: connID,
-			SecretHash: connections.HashURLSecret(hook.URLSecret), SigningSecret: sealedSigning}); err != nil {
-			return err
-		}
-		if conn, err = connections.FromRow(row); err != nil {
-			return err
-		}
-		if kind == connections.KindCloudOAuth {
-			if state, err = createOAuthState(ctx, q, p.OrgID, connID); err != nil {
-				return err
-			}
-		}
-		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.create",
-			TargetType: "connection", TargetID: connID.String(), SourceIP: s.clientAddr(c),
-			Metadata: map[string]any{"kind": string(kind), "site_url": site}})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("create connection: %w", err)
-	}
-	view := viewOf(conn)
-	if kind != connections.KindCloudOAuth {
-		// OAuth connections register a dynamic webhook themselves (with its own URL secret) once
-		// finding sync is on; token and PAT connections need an admin to register this one.
-		view.Webhook = s.webhookView(conn.ID, hook)
-	}
-	if kind == connections.KindCloudOAuth {
-		if view.AuthorizeURL, err = s.deps.OAuth.AuthorizeURL(state, oauthScopes(plan.findingSync)); err != nil {
-			return err
-		}
-		return c.JSON(http.StatusCreated, view)
-	}
-	if err := s.startWorkflow(ctx, p.OrgID, connID); err != nil {
-		return err
-	}
-	return c.JSON(http.StatusCreated, view)
-}
-
-// webhookView renders the webhook registration details for freshly generated secrets.
-func (s *Server) webhookView(connID uuid.UUID, hook connections.WebhookSecrets) *webhookView {
+// webhookViewOf renders the registration details of freshly generated webhook secrets.
+func (s *Server) webhookViewOf(connID uuid.UUID, hook connections.WebhookSecrets) *webhookView {
 	return &webhookView{
 		URL:           s.deps.PublicURL + "/webhooks/jira/" + connID.String() + "/" + hook.URLSecret,
 		SigningSecret: hook.SigningSecret,
@@ -363,95 +81,24 @@ func (s *Server) webhookView(connID uuid.UUID, hook connections.WebhookSecrets) 
 	}
 }
 
-// rotateWebhookSecret replaces the webhook URL secret (and signing secret, for admin webhooks) and
-// shows the new ones once. Deliveries to the old URL get 401 from then on.
-func (s *Server) rotateWebhookSecret(c echo.Context) error {
-	conn, err := s.loadConnection(c)
+// The handlers below decode the request, call one connections.Manager method and encode its
+// answer; the Manager's failures are mapped to HTTP in errors.go.
+
+func (s *Server) createConnection(c echo.Context) error {
+	var in connections.CreateInput
+	if err := s.decodeJSON(c, &in); err != nil {
+		return err
+	}
+	created, err := s.conns.Create(c.Request().Context(), principal(c).OrgID, in, s.caller(c))
 	if err != nil {
 		return err
 	}
-	if conn.Status == connections.StatusRevoked {
-		return requireStatus(conn, connections.StatusActive)
+	view := viewOf(created.Connection)
+	view.AuthorizeURL = created.AuthorizeURL
+	if created.Webhook != nil {
+		view.Webhook = s.webhookViewOf(created.Connection.ID, *created.Webhook)
 	}
-	if conn.Kind == connections.KindCloudOAuth {
-		return &Error{Status: http.StatusConflict, Code: "dynamic_webhook",
-			Message: "OAuth connections use a dynamic webhook that jiraconnect registers and rotates itself"}
-	}
-	hook, err := connections.NewWebhookSecrets(true)
-	if err != nil {
-		return err
-	}
-	ctx := c.Request().Context()
-	p := principal(c)
-	sealedSigning, err := s.deps.Connections.SealSigningSecret(ctx, p.OrgID, conn.ID, hook.SigningSecret)
-	if err != nil {
-		return err
-	}
-	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
-		if _, err := q.SetWebhookSecrets(ctx, dbq.SetWebhookSecretsParams{ID: conn.ID,
-			SecretHash: connections.HashURLSecret(hook.URLSecret), SigningSecret: sealedSigning}); err != nil {
-			return err
-		}
-		_, err := audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.webhook_secret_rotate",
-			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c)})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	view := viewOf(conn)
-	view.Webhook = s.webhookView(conn.ID, hook)
-	return c.JSON(http.StatusOK, view)
-}
-
-// evidenceSettings is what the audit log records of a connection's evidence-sync configuration:
-// every setting that decides what is collected from Jira.
-func evidenceSettings(c connections.Config) map[string]any {
-	return map[string]any{"sync_cadence": c.SyncCadence.D().String(), "stale_threshold": c.StaleThreshold.D().String(),
-		"resolved_jql": c.ResolvedJQL, "sample_size": c.SampleSize}
-}
-
-// configFieldError turns a connections.FieldError into an API error naming config.<field>.
-func configFieldError(err error) error {
-	var fe *connections.FieldError
-	if errors.As(err, &fe) {
-		return errInvalidField("config."+fe.Field, "%s", fe.Message)
-	}
-	return errBadRequest("invalid_config", "config", err.Error())
-}
-
-// createOAuthState stores the hash of a fresh single-use state bound to org and connection.
-func createOAuthState(ctx context.Context, q *dbq.Queries, orgID, connID uuid.UUID) (string, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("generate oauth state: %w", err)
-	}
-	state := base64.RawURLEncoding.EncodeToString(b[:])
-	err := q.CreateOAuthState(ctx, dbq.CreateOAuthStateParams{
-		StateHash: hashState(state), OrgID: orgID, ConnectionID: connID, ExpiresAt: time.Now().Add(oauthStateTTL),
-	})
-	if err != nil {
-		return "", fmt.Errorf("store oauth state: %w", err)
-	}
-	return state, nil
-}
-
-func hashState(state string) []byte {
-	h := sha256.Sum256([]byte(state))
-	return h[:]
-}
-
-// loadConnection returns the caller's connection or 404 (also for other orgs' connections).
-func (s *Server) loadConnection(c echo.Context) (connections.Connection, error) {
-	id, err := uuid.Parse(c.Param("id"))
-	if err != nil {
-		return connections.Connection{}, errNotFound("connection")
-	}
-	conn, err := s.deps.Connections.Get(c.Request().Context(), principal(c).OrgID, id)
-	if errors.Is(err, connections.ErrNotFound) {
-		return connections.Connection{}, errNotFound("connection")
-	}
-	return conn, err
+	return c.JSON(http.StatusCreated, view)
 }
 
 func (s *Server) getConnection(c echo.Context) error {
@@ -460,6 +107,20 @@ func (s *Server) getConnection(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// loadConnection returns the caller's connection named in the path, or 404 (also for other
+// orgs' connections).
+func (s *Server) loadConnection(c echo.Context) (connections.Connection, error) {
+	id, err := pathID(c, "connection")
+	if err != nil {
+		return connections.Connection{}, err
+	}
+	conn, err := s.deps.Connections.Get(c.Request().Context(), principal(c).OrgID, id)
+	if errors.Is(err, connections.ErrNotFound) {
+		return connections.Connection{}, errNotFound("connection")
+	}
+	return conn, err
 }
 
 func (s *Server) listConnections(c echo.Context) error {
@@ -490,7 +151,7 @@ func (s *Server) listConnections(c echo.Context) error {
 }
 
 func (s *Server) patchConnection(c echo.Context) error {
-	conn, err := s.loadConnection(c)
+	id, err := pathID(c, "connection")
 	if err != nil {
 		return err
 	}
@@ -498,46 +159,107 @@ func (s *Server) patchConnection(c echo.Context) error {
 	if err := s.decodeJSON(c, &patch); err != nil {
 		return err
 	}
-	if conn.Status == connections.StatusRevoked {
-		return &Error{Status: http.StatusConflict, Code: "connection_revoked", Message: "the connection is revoked"}
-	}
-	old := conn.Config
-	cfg := patch.Apply(old)
-	if err := cfg.Validate(); err != nil {
-		var fe *connections.FieldError
-		if errors.As(err, &fe) {
-			return errInvalidField(fe.Field, "%s", fe.Message)
-		}
-		return err
-	}
-	cfgJSON, err := json.Marshal(cfg)
+	conn, err := s.conns.Configure(c.Request().Context(), principal(c).OrgID, id, patch, s.caller(c))
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	p := principal(c)
-	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
-		row, err := q.UpdateConnectionConfig(ctx, dbq.UpdateConnectionConfigParams{ID: conn.ID, Config: cfgJSON})
-		if err != nil {
-			return err
-		}
-		if conn, err = connections.FromRow(row); err != nil {
-			return err
-		}
-		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.configure",
-			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c),
-			Metadata: map[string]any{"old": evidenceSettings(old), "new": evidenceSettings(cfg)}})
-		return err
-	})
+	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// putFindingSync sets (or, with {"enabled": false}, removes) a connection's finding-sync
+// configuration, validated against the connection's Jira createmeta.
+func (s *Server) putFindingSync(c echo.Context) error {
+	id, err := pathID(c, "connection")
 	if err != nil {
 		return err
 	}
-	if conn.Status != connections.StatusPendingAuth {
-		if err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalConfigChanged, nil); err != nil {
-			// The stored configuration is authoritative: the workflow reloads it on its next
-			// start or continue-as-new even if this signal is lost.
-			s.log.WarnContext(ctx, "config-changed signal not delivered", "connection_id", conn.ID, "err", err)
-		}
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	update, err := findings.ParseSyncConfigUpdate(body)
+	if err != nil {
+		return findingFieldError(err)
+	}
+	conn, err := s.conns.ConfigureFindingSync(c.Request().Context(), principal(c).OrgID, id, update, s.caller(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, viewOf(conn))
+}
+
+// rotateWebhookSecret replaces the webhook URL secret (and signing secret) and shows the new ones
+// once. Deliveries to the old URL get 401 from then on.
+func (s *Server) rotateWebhookSecret(c echo.Context) error {
+	id, err := pathID(c, "connection")
+	if err != nil {
+		return err
+	}
+	conn, hook, err := s.conns.RotateWebhookSecret(c.Request().Context(), principal(c).OrgID, id, s.caller(c))
+	if err != nil {
+		return err
+	}
+	view := viewOf(conn)
+	view.Webhook = s.webhookViewOf(conn.ID, hook)
+	return c.JSON(http.StatusOK, view)
+}
+
+func (s *Server) syncNow(c echo.Context) error {
+	id, err := pathID(c, "connection")
+	if err != nil {
+		return err
+	}
+	seq, err := s.conns.SyncNow(c.Request().Context(), principal(c).OrgID, id, s.caller(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusAccepted, map[string]any{"connection_id": id, "sync_seq": seq})
+}
+
+func (s *Server) testConnection(c echo.Context) error {
+	id, err := pathID(c, "connection")
+	if err != nil {
+		return err
+	}
+	res, err := s.conns.Test(c.Request().Context(), principal(c).OrgID, id, s.caller(c))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, res)
+}
+
+// reauth starts re-authorization: a new consent URL for OAuth, or new verified credentials for
+// token and PAT connections (applied at once).
+func (s *Server) reauth(c echo.Context) error {
+	id, err := pathID(c, "connection")
+	if err != nil {
+		return err
+	}
+	var in connections.ReauthInput
+	if err := s.decodeJSON(c, &in); err != nil {
+		return err
+	}
+	re, err := s.conns.Reauth(c.Request().Context(), principal(c).OrgID, id, in, s.caller(c))
+	if err != nil {
+		return err
+	}
+	view := viewOf(re.Connection)
+	view.AuthorizeURL = re.AuthorizeURL
+	return c.JSON(http.StatusOK, view)
+}
+
+// revokeConnection revokes at once, or answers 202 while the workflow is still cleaning up.
+func (s *Server) revokeConnection(c echo.Context) error {
+	id, err := pathID(c, "connection")
+	if err != nil {
+		return err
+	}
+	conn, pending, err := s.conns.Revoke(c.Request().Context(), principal(c).OrgID, id, s.caller(c))
+	if err != nil {
+		return err
+	}
+	if pending {
+		return c.JSON(http.StatusAccepted, map[string]any{"connection_id": conn.ID, "status": "revoking"})
 	}
 	return c.JSON(http.StatusOK, viewOf(conn))
 }
@@ -585,17 +307,4 @@ func (s *Server) listRuns(c echo.Context) error {
 		resp["next_before"] = out[len(out)-1].StartedAt
 	}
 	return c.JSON(http.StatusOK, resp)
-}
-
-// queryTime parses an optional RFC 3339 timestamp query parameter.
-func queryTime(c echo.Context, name string) (*time.Time, error) {
-	raw := c.QueryParam(name)
-	if raw == "" {
-		return nil, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, raw)
-	if err != nil {
-		return nil, errInvalidField(name, "must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z")
-	}
-	return &t, nil
 }

@@ -6,6 +6,10 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/jiraconnect/jiraconnect/apperr"
+	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/tenancy"
 )
 
 // Error is the JSON error body of every failed request:
@@ -27,14 +31,60 @@ type errorBody struct {
 	Error *Error `json:"error"`
 }
 
-// Constructors for the error codes the API uses.
+// kindStatus is the HTTP status of each kind of use-case failure: the one place services'
+// failures (apperr) meet HTTP.
+var kindStatus = map[apperr.Kind]int{
+	apperr.KindInvalid:     http.StatusBadRequest,
+	apperr.KindNotFound:    http.StatusNotFound,
+	apperr.KindConflict:    http.StatusConflict,
+	apperr.KindUpstream:    http.StatusBadGateway,
+	apperr.KindUnavailable: http.StatusServiceUnavailable,
+	apperr.KindTimeout:     http.StatusGatewayTimeout,
+}
+
+// fromFailure is the API error of a use-case failure: its code, field and message as they are,
+// under its kind's status.
+func fromFailure(f *apperr.Error) *Error {
+	status, ok := kindStatus[f.Kind]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	return &Error{Status: status, Code: f.Code, Field: f.Field, Message: f.Message}
+}
+
+// keyError maps the key lifecycle's errors (tenancy's own, not apperr) to API errors.
+func keyError(err error) error {
+	var fe *tenancy.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return errInvalidField(fe.Field, "%s", fe.Message)
+	case errors.Is(err, tenancy.ErrKeyNotFound):
+		return errNotFound("api key")
+	case errors.Is(err, tenancy.ErrLastAdminKey):
+		return &Error{Status: http.StatusConflict, Code: "last_admin_key",
+			Message: "this is the organization's last active admin key: without it nobody can manage keys or connections " +
+				"through the API; create another admin key first, or repeat with ?force=true"}
+	}
+	return err
+}
+
+// findingFieldError maps a finding's (or a finding-sync configuration's) decoding and validation
+// errors to the invalid_field of their field.
+func findingFieldError(err error) error {
+	var fe *findings.FieldError
+	if errors.As(err, &fe) {
+		return errInvalidField(fe.Field, "%s", fe.Message)
+	}
+	return errBadRequest("invalid_finding", "", err.Error())
+}
+
+// Constructors for the error codes the API uses itself, while reading a request.
 func errBadRequest(code, field, msg string) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: code, Field: field, Message: msg}
 }
 
 func errInvalidField(field, format string, args ...any) *Error {
-	return &Error{Status: http.StatusBadRequest, Code: "invalid_field", Field: field,
-		Message: field + ": " + fmt.Sprintf(format, args...)}
+	return fromFailure(apperr.Invalid(field, format, args...))
 }
 
 func errUnauthorized() *Error {
@@ -43,7 +93,7 @@ func errUnauthorized() *Error {
 
 // errNotFound is also the answer for another org's resources: existence is never leaked.
 func errNotFound(what string) *Error {
-	return &Error{Status: http.StatusNotFound, Code: "not_found", Message: what + " not found"}
+	return fromFailure(apperr.NotFound(what))
 }
 
 func errTooLarge(limit int64) *Error {
@@ -51,16 +101,20 @@ func errTooLarge(limit int64) *Error {
 		Message: fmt.Sprintf("request body exceeds %d bytes", limit)}
 }
 
-// handleError renders every error as the JSON body above. Unexpected errors are logged with the
-// request id and answered with a generic 500, so internal details (SQL, hostnames) never leak.
+// handleError renders every error as the JSON body above: the API's own errors as they are,
+// use-case failures (apperr) through fromFailure. Unexpected errors are logged with the request
+// id and answered with a generic 500, so internal details (SQL, hostnames) never leak.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
 	}
 	var apiErr *Error
+	var failure *apperr.Error
 	var he *echo.HTTPError
 	switch {
 	case errors.As(err, &apiErr):
+	case errors.As(err, &failure):
+		apiErr = fromFailure(failure)
 	case errors.As(err, &he):
 		apiErr = fromEchoError(he, s.maxBody)
 	default:

@@ -2,10 +2,8 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -16,8 +14,6 @@ import (
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/findings"
-	"github.com/jiraconnect/jiraconnect/jira"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 type findingLinkView struct {
@@ -116,7 +112,7 @@ func enqueueFinding(ctx context.Context, q *dbq.Queries, orgID uuid.UUID, f find
 // Postgres is authoritative and workflows also drain it on their own schedule.
 func (s *Server) nudge(ctx context.Context, connIDs []uuid.UUID) {
 	for _, id := range connIDs {
-		if err := s.deps.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(id), "", workflows.SignalFindingsPending, nil); err != nil {
+		if err := s.workflows.FindingsPending(ctx, id); err != nil {
 			s.log.WarnContext(ctx, "findings-pending signal not delivered", "connection_id", id, "err", err)
 		}
 	}
@@ -177,14 +173,6 @@ func (s *Server) upsertFinding(c echo.Context) error {
 		status = http.StatusCreated
 	}
 	return c.JSON(status, view)
-}
-
-func findingFieldError(err error) error {
-	var fe *findings.FieldError
-	if errors.As(err, &fe) {
-		return errInvalidField(fe.Field, "%s", fe.Message)
-	}
-	return errBadRequest("invalid_finding", "", err.Error())
 }
 
 // loadFinding returns the finding named in the path, within q's org, or 404.
@@ -311,139 +299,4 @@ func (s *Server) patchFinding(c echo.Context) error {
 	}
 	s.nudge(ctx, nudge)
 	return c.JSON(http.StatusOK, view)
-}
-
-// putFindingSync sets (or, with {"enabled": false}, removes) a connection's finding-sync
-// configuration after validating it against the connection's Jira createmeta: an unknown custom
-// field is customfield_unknown, an issue type outside the project is rejected, and so are
-// required fields the rule cannot fill.
-func (s *Server) putFindingSync(c echo.Context) error {
-	conn, err := s.loadConnection(c)
-	if err != nil {
-		return err
-	}
-	if err := requireStatus(conn, connections.StatusActive); err != nil {
-		return err
-	}
-	body, err := s.readBody(c)
-	if err != nil {
-		return err
-	}
-	update, err := findings.ParseSyncConfigUpdate(body)
-	if err != nil {
-		return findingFieldError(err)
-	}
-	ctx := c.Request().Context()
-	var next *findings.SyncConfig
-	if update.Enabled == nil || *update.Enabled {
-		base := findings.DefaultSyncConfig()
-		if conn.Config.FindingSync != nil {
-			base = conn.Config.FindingSync.Clone()
-		}
-		cfg := update.SyncConfigPatch.Apply(base)
-		if err := cfg.Validate(); err != nil {
-			return findingFieldError(err)
-		}
-		if conn.Kind == connections.KindCloudOAuth && !hasScope(conn.Scopes, "write:jira-work") {
-			return &Error{Status: http.StatusConflict, Code: "scope_missing", Field: "finding_sync",
-				Message: "finding sync needs the write:jira-work scope: re-authorize the connection (POST /v1/connections/{id}/reauth) first"}
-		}
-		if err := s.validateAgainstJira(ctx, conn, cfg); err != nil {
-			return err
-		}
-		next = &cfg
-	}
-	old := conn.Config.FindingSync
-	cfgAll := conn.Config
-	cfgAll.FindingSync = next
-	cfgJSON, err := json.Marshal(cfgAll)
-	if err != nil {
-		return err
-	}
-	p := principal(c)
-	err = s.deps.DB.InOrg(ctx, p.OrgID, func(q *dbq.Queries) error {
-		row, err := q.UpdateFindingSyncConfig(ctx, dbq.UpdateFindingSyncConfigParams{ID: conn.ID, Config: cfgJSON})
-		if err != nil {
-			return err
-		}
-		if conn, err = connections.FromRow(row); err != nil {
-			return err
-		}
-		// Old and new in full: the configuration decides what is written to Jira. It holds no secret.
-		meta := map[string]any{"enabled": next != nil, "old": old, "new": next}
-		if next != nil {
-			// Findings whose push failed for configuration reasons get another chance.
-			if _, err := q.EnqueueErroredLinks(ctx, conn.ID); err != nil {
-				return err
-			}
-		}
-		_, err = audit.Record(ctx, q, audit.Entry{OrgID: p.OrgID, Actor: actor(c), Action: "connection.finding_sync_configure",
-			TargetType: "connection", TargetID: conn.ID.String(), SourceIP: s.clientAddr(c), Metadata: meta})
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	if err := s.deps.Temporal.SignalWorkflow(ctx, conn.WorkflowID, "", workflows.SignalConfigChanged, nil); err != nil {
-		s.log.WarnContext(ctx, "config-changed signal not delivered", "connection_id", conn.ID, "err", err)
-	}
-	if next != nil {
-		s.nudge(ctx, []uuid.UUID{conn.ID})
-	}
-	return c.JSON(http.StatusOK, viewOf(conn))
-}
-
-func hasScope(scopes []string, want string) bool {
-	for _, s := range scopes {
-		if s == want {
-			return true
-		}
-	}
-	return false
-}
-
-// validateAgainstJira checks the configuration with the connection's own credentials.
-func (s *Server) validateAgainstJira(ctx context.Context, conn connections.Connection, cfg findings.SyncConfig) error {
-	client, _, err := s.deps.Connections.Client(ctx, conn.OrgID, conn.ID, nil)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	report, err := client.ValidateCreateConfig(ctx, cfg.CreateCheck())
-	if err != nil {
-		switch jira.KindOf(err) {
-		case jira.KindNotFound:
-			return errInvalidField("finding_sync.project_key", "project %s is not visible to this connection", cfg.ProjectKey)
-		case jira.KindReauthRequired, jira.KindUnauthorized:
-			// The credentials, not the project, are the problem: say so, and what fixes it.
-			return &Error{Status: http.StatusConflict, Code: "reauth_required",
-				Message: "Jira no longer accepts this connection's credentials: re-authorize it (POST /v1/connections/{id}/reauth), then save the finding-sync configuration again"}
-		case jira.KindForbidden:
-			return &Error{Status: http.StatusBadRequest, Code: "jira_forbidden", Field: "finding_sync.project_key",
-				Message: "finding_sync.project_key: the connection may not read create metadata of " + cfg.ProjectKey}
-		}
-		return siteCallError("could not validate against Jira", err)
-	}
-	if len(report.Problems) == 0 {
-		return nil
-	}
-	// Report the first problem as the error (with its field) and every problem in the message.
-	first := report.Problems[0]
-	field := "finding_sync"
-	switch first.Code {
-	case jira.ProblemCustomFieldUnknown:
-		if first.Role == findings.RoleFrameworkRefs {
-			field = "finding_sync.framework_field"
-		} else {
-			field = "finding_sync.finding_id_field"
-		}
-	case jira.ProblemIssueTypeNotFound:
-		field = "finding_sync.issue_type"
-	}
-	msgs := make([]string, 0, len(report.Problems))
-	for _, p := range report.Problems {
-		msgs = append(msgs, p.Message)
-	}
-	return &Error{Status: http.StatusBadRequest, Code: string(first.Code), Field: field, Message: field + ": " + strings.Join(msgs, "; ")}
 }

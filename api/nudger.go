@@ -8,7 +8,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"go.temporal.io/api/serviceerror"
+
+	"github.com/jiraconnect/jiraconnect/workflowclient"
 )
 
 // Nudger bounds.
@@ -115,12 +116,11 @@ func (n *nudger) send(connID uuid.UUID) {
 	ctx, cancel := context.WithTimeout(n.ctx, nudgeTimeout)
 	defer cancel()
 	err := n.signal(ctx, connID)
-	var nf *serviceerror.NotFound
 	switch {
 	case err == nil:
 	case n.ctx.Err() != nil:
 		// Shutting down: the delivery is stored and the workflow will find it.
-	case errors.As(err, &nf):
+	case errors.Is(err, workflowclient.ErrNoWorkflow):
 		n.log.Warn("webhook inbox nudge: connection workflow is not running; the delivery is stored and applied when it runs",
 			slog.String("connection_id", connID.String()))
 	default:

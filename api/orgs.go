@@ -1,10 +1,7 @@
 package api
 
 import (
-	"errors"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,27 +84,6 @@ func (s *Server) revokeAPIKey(c echo.Context) error {
 	return c.JSON(http.StatusOK, apiKeyView{KeyInfo: info})
 }
 
-// caller is the audit identity and address of the request.
-func (s *Server) caller(c echo.Context) tenancy.Caller {
-	return tenancy.Caller{Actor: actor(c), SourceIP: s.clientAddr(c)}
-}
-
-// keyError maps the key lifecycle's errors to API errors.
-func keyError(err error) error {
-	var fe *tenancy.FieldError
-	switch {
-	case errors.As(err, &fe):
-		return errInvalidField(fe.Field, "%s", fe.Message)
-	case errors.Is(err, tenancy.ErrKeyNotFound):
-		return errNotFound("api key")
-	case errors.Is(err, tenancy.ErrLastAdminKey):
-		return &Error{Status: http.StatusConflict, Code: "last_admin_key",
-			Message: "this is the organization's last active admin key: without it nobody can manage keys or connections " +
-				"through the API; create another admin key first, or repeat with ?force=true"}
-	}
-	return err
-}
-
 const (
 	defaultPageSize = 50
 	maxPageSize     = 200
@@ -138,55 +114,4 @@ func (s *Server) listAuditLog(c echo.Context) error {
 		resp["next_before"] = entries[len(entries)-1].ID
 	}
 	return c.JSON(http.StatusOK, resp)
-}
-
-// queryInt parses an optional integer query parameter within [min, max].
-func queryInt(c echo.Context, name string, def, min, max int) (int, error) {
-	raw := c.QueryParam(name)
-	if raw == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(raw)
-	if err != nil || n < min || n > max {
-		return 0, errInvalidField(name, "must be an integer between %d and %d", min, max)
-	}
-	return n, nil
-}
-
-// queryBool parses an optional boolean query parameter strictly: absent is false, otherwise it
-// must be given once as exactly "true" or "false".
-func queryBool(c echo.Context, name string) (bool, error) {
-	values, ok := c.QueryParams()[name]
-	if !ok {
-		return false, nil
-	}
-	if len(values) == 1 {
-		switch values[0] {
-		case "true":
-			return true, nil
-		case "false":
-			return false, nil
-		}
-	}
-	return false, errInvalidField(name, "must be given once, as true or false")
-}
-
-// queryCursor parses the optional keyset cursor of listings ordered by (created_at, id) desc.
-func queryCursor(c echo.Context) (*time.Time, *uuid.UUID, error) {
-	cursor := c.QueryParam("cursor")
-	if cursor == "" {
-		return nil, nil, nil
-	}
-	ts, id, ok := strings.Cut(cursor, "_")
-	t, terr := time.Parse(time.RFC3339Nano, ts)
-	uid, uerr := uuid.Parse(id)
-	if !ok || terr != nil || uerr != nil {
-		return nil, nil, errInvalidField("cursor", "must be a next_cursor value from a previous page")
-	}
-	return &t, &uid, nil
-}
-
-// cursorOf is the next_cursor of a page whose last row is (createdAt, id).
-func cursorOf(createdAt time.Time, id uuid.UUID) string {
-	return createdAt.UTC().Format(time.RFC3339Nano) + "_" + id.String()
 }

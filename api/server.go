@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db"
 	"github.com/jiraconnect/jiraconnect/egress"
@@ -29,7 +30,6 @@ import (
 	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
 	"github.com/jiraconnect/jiraconnect/workflowclient"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 // Pinger is anything /readyz must be able to reach.
@@ -47,6 +47,16 @@ func (f PingFunc) Ping(ctx context.Context) error { return f(ctx) }
 // (activities.Activities implements it).
 type Revoker interface {
 	RevokeCleanup(ctx context.Context, in activities.RevokeInput) error
+}
+
+// revokeCleanup adapts a Revoker to the connection use cases' view of it (connections.Revoker).
+type revokeCleanup struct{ r Revoker }
+
+func (rc revokeCleanup) RevokeCleanup(ctx context.Context, orgID, connID uuid.UUID, by audit.Actor) error {
+	return rc.r.RevokeCleanup(ctx, activities.RevokeInput{
+		ConnectionRef: activities.ConnectionRef{OrgID: orgID, ConnectionID: connID},
+		ActorType:     string(by.Type), ActorID: by.ID,
+	})
 }
 
 // Deps are the API's collaborators.
@@ -92,8 +102,10 @@ type Server struct {
 	maxBody int64
 	// nudges rings connection workflows' doorbells after webhook deliveries are stored.
 	nudges *nudger
-	// workflows starts connection workflows, exactly as the supervisor does.
+	// workflows reaches connection workflows (started exactly as the supervisor starts them).
 	workflows *workflowclient.Client
+	// conns carries out the connection use cases.
+	conns *connections.Manager
 }
 
 // New wires routes and middleware.
@@ -109,11 +121,11 @@ func New(deps Deps) *Server {
 	e.HidePort = true
 	s := &Server{e: e, log: deps.Log, deps: deps, maxBody: deps.MaxBodyBytes,
 		workflows: workflowclient.New(deps.Temporal, deps.TaskQueue, deps.ReconcileInterval)}
+	s.conns = &connections.Manager{DB: deps.DB, Sealer: deps.Sealer, Connections: deps.Connections, Egress: deps.Egress,
+		OAuth: deps.OAuth, Workflows: s.workflows, Revoker: revokeCleanup{deps.Revoker}, Log: deps.Log}
 	var signal func(ctx context.Context, connID uuid.UUID) error
 	if deps.Temporal != nil {
-		signal = func(ctx context.Context, connID uuid.UUID) error {
-			return deps.Temporal.SignalWorkflow(ctx, workflows.WorkflowID(connID), "", workflows.SignalInboxNudge, nil)
-		}
+		signal = s.workflows.NudgeInbox
 	}
 	s.nudges = newNudger(signal, deps.Log)
 	e.HTTPErrorHandler = s.handleError

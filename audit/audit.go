@@ -38,6 +38,14 @@ type Actor struct {
 	ID   string
 }
 
+// Caller is who asks for an audited change and from where, as the audit log records it. Every
+// use case that writes an audit row takes one.
+type Caller struct {
+	Actor Actor
+	// SourceIP is the client address of an API request; zero for the CLI.
+	SourceIP netip.Addr
+}
+
 // Entry is one audited action.
 type Entry struct {
 	OrgID      uuid.UUID

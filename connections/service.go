@@ -32,6 +32,14 @@ var (
 	ErrCredentialsChanged = errors.New("connection credentials changed concurrently")
 )
 
+// WorkflowIDPrefix prefixes every connection workflow id.
+const WorkflowIDPrefix = "jira-connection/"
+
+// WorkflowID is the stable id of a connection's workflow, stored with the connection. It is
+// derived from the connection id only, so a workflow can be signalled or queried without a
+// lookup, and a duplicate start is rejected.
+func WorkflowID(connectionID uuid.UUID) string { return WorkflowIDPrefix + connectionID.String() }
+
 // Connection is a stored connection without its secrets.
 type Connection struct {
 	OrgID         uuid.UUID

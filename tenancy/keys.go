@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"time"
 	"unicode"
@@ -88,13 +87,6 @@ type KeyRequest struct {
 	// them; neither means the operator's maximum lifetime, or no expiry when there is none.
 	ExpiresIn *string
 	ExpiresAt *string
-}
-
-// Caller is who asks for a key change, as the audit log records it.
-type Caller struct {
-	Actor audit.Actor
-	// SourceIP is the client address of an API request; zero for the CLI.
-	SourceIP netip.Addr
 }
 
 // FieldError is a validation error naming the offending field (as the API spells it).
@@ -210,7 +202,7 @@ func resolveExpiry(now time.Time, expiresIn, expiresAt *string, maxTTL time.Dura
 
 // CreateKey validates req and mints a key for orgID, audited as `api_key.create` in the same
 // transaction. Errors are a *FieldError (nothing written), ErrOrgNotFound, or a failure.
-func (s *Service) CreateKey(ctx context.Context, orgID uuid.UUID, req KeyRequest, by Caller) (APIKey, error) {
+func (s *Service) CreateKey(ctx context.Context, orgID uuid.UUID, req KeyRequest, by audit.Caller) (APIKey, error) {
 	name, role, expiresAt, err := ParseKeyRequest(time.Now(), req, s.MaxKeyTTL)
 	if err != nil {
 		return APIKey{}, err
@@ -284,7 +276,7 @@ func (s *Service) ListKeys(ctx context.Context, orgID uuid.UUID) ([]KeyInfo, err
 // The organization's last active admin key is only revoked with force (ErrLastAdminKey
 // otherwise). Revocations within an organization serialize on its row, so two admins revoking
 // each other's keys at the same time cannot both succeed and leave it without an admin key.
-func (s *Service) RevokeKey(ctx context.Context, orgID, keyID uuid.UUID, force bool, by Caller) (info KeyInfo, changed bool, err error) {
+func (s *Service) RevokeKey(ctx context.Context, orgID, keyID uuid.UUID, force bool, by audit.Caller) (info KeyInfo, changed bool, err error) {
 	err = s.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
 		if _, err := q.LockOrganization(ctx, orgID); errors.Is(err, pgx.ErrNoRows) {
 			return ErrOrgNotFound

@@ -23,7 +23,7 @@ import (
 
 func str(s string) *string { return &s }
 
-var apiCaller = tenancy.Caller{Actor: audit.Actor{Type: audit.ActorAPIKey, ID: "caller-key"}}
+var apiCaller = audit.Caller{Actor: audit.Actor{Type: audit.ActorAPIKey, ID: "caller-key"}}
 
 // insertKey stores a key directly as the owner, with creation and expiry times a caller could
 // not choose (a key that expired an hour ago), and returns its plaintext.
@@ -115,7 +115,7 @@ func TestKeyCreateListRevoke(t *testing.T) {
 	require.ErrorIs(t, err, tenancy.ErrUnauthenticated, "a revoked key authenticates no more")
 
 	// Revoking again changes nothing and writes no second audit row.
-	again, changed, err := svc.RevokeKey(ctx, org.ID, member.ID, false, tenancy.Caller{Actor: audit.Actor{Type: audit.ActorCLI, ID: "other"}})
+	again, changed, err := svc.RevokeKey(ctx, org.ID, member.ID, false, audit.Caller{Actor: audit.Actor{Type: audit.ActorCLI, ID: "other"}})
 	require.NoError(t, err)
 	require.False(t, changed)
 	require.True(t, info.RevokedAt.Equal(*again.RevokedAt))

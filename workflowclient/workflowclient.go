@@ -1,7 +1,11 @@
-// Package workflowclient is the client side of the connection workflows: the one way to start a
-// connection's workflow — used by the API when a connection becomes active and by the supervisor
-// when an active connection has lost its workflow — and what Temporal says about their runs.
-// Keeping the start in one place keeps both callers on the same id, task queue, reuse policy,
+// Package workflowclient is the client side of the connection workflows, and the only code
+// outside workflows that names their messages: the one way to start a connection's workflow —
+// used by the API when a connection becomes active and by the supervisor when an active
+// connection has lost its workflow — what Temporal says about their runs, and a typed method for
+// every update, signal and query the API sends (SyncNow, Test, Reauthorized, Revoke,
+// SignalRevoke, ConfigChanged, FindingsPending, NudgeInbox, State), answering typed errors
+// (ErrNoWorkflow, ErrUpdatePending, ErrStartFailed, *RejectedError) instead of Temporal's.
+// Keeping the start in one place keeps every caller on the same id, task queue, reuse policy,
 // search attributes and input.
 package workflowclient
 
@@ -23,18 +27,20 @@ import (
 	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
-// Client starts and inspects connection workflows. One value serves every caller concurrently.
+// Client starts, inspects and messages connection workflows. One value serves every caller
+// concurrently.
 type Client struct {
 	temporal          client.Client
 	taskQueue         string
 	reconcileInterval time.Duration
+	updateWait        time.Duration
 }
 
 // New returns a client that starts connection workflows on taskQueue with reconcileInterval as
 // their finding reconciliation period (FINDING_RECONCILE_INTERVAL; 0 takes the workflow's
-// default).
+// default). Its updates wait DefaultUpdateWait for their result.
 func New(c client.Client, taskQueue string, reconcileInterval time.Duration) *Client {
-	return &Client{temporal: c, taskQueue: taskQueue, reconcileInterval: reconcileInterval}
+	return &Client{temporal: c, taskQueue: taskQueue, reconcileInterval: reconcileInterval, updateWait: DefaultUpdateWait}
 }
 
 // Start names the connection whose workflow is started and its stored state, which becomes the

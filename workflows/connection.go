@@ -13,17 +13,18 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/connections"
 )
 
 // TaskQueue is where connection workflows and their activities run.
 const TaskQueue = "jira-connections"
 
-// WorkflowIDPrefix prefixes every connection workflow id.
-const WorkflowIDPrefix = "jira-connection/"
+// WorkflowIDPrefix prefixes every connection workflow id (connections owns it: the id is stored
+// with the connection).
+const WorkflowIDPrefix = connections.WorkflowIDPrefix
 
-// WorkflowID is the stable id of a connection's workflow. It is derived from the connection id
-// only, so the API can signal or query it without a lookup, and a duplicate start is rejected.
-func WorkflowID(connectionID uuid.UUID) string { return WorkflowIDPrefix + connectionID.String() }
+// WorkflowID is the stable id of a connection's workflow (connections.WorkflowID).
+func WorkflowID(connectionID uuid.UUID) string { return connections.WorkflowID(connectionID) }
 
 // Search attributes that let operators filter connection workflows in the Temporal UI.
 var (
@@ -41,7 +42,7 @@ const (
 	// queued; the sync itself is followed through the connection's runs. Rejected unless the
 	// connection is active.
 	UpdateSyncNow = "sync-now"
-	// UpdateTest runs the connection test and returns an activities.TestResult. Accepted while
+	// UpdateTest runs the connection test and returns a connections.TestResult. Accepted while
 	// the connection is active or needs re-authorization.
 	UpdateTest = "test"
 	// UpdateReauthorized is sent by the API after it stored new credentials: the connection

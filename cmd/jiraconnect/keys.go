@@ -89,7 +89,7 @@ func keysCommand(ctx context.Context, cfg *config.Config, args []string, stdout,
 		return err
 	}
 	defer core.Close()
-	by := tenancy.Caller{Actor: audit.Actor{Type: audit.ActorCLI, ID: "jiraconnect keys " + sub}}
+	by := audit.Caller{Actor: audit.Actor{Type: audit.ActorCLI, ID: "jiraconnect keys " + sub}}
 	switch sub {
 	case "list":
 		keys, err := core.Tenancy.ListKeys(ctx, orgID)
