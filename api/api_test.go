@@ -50,7 +50,7 @@ func newEnv(t *testing.T, temporal api.Pinger) *env {
 	m := metrics.New(log)
 	t.Cleanup(func() { _ = m.Close() })
 	s := api.New(api.Deps{Log: log, DB: d, Tenancy: svc, Metrics: m, TemporalHealth: temporal, MaxBodyBytes: 4096, Version: "test"})
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(checked(t, s.Handler()))
 	t.Cleanup(srv.Close)
 	return &env{t: t, srv: srv, server: s, tenancy: svc}
 }
