@@ -107,9 +107,12 @@ func writeJSON(buf *bytes.Buffer, n *yaml.Node) error {
 		}
 		return writeJSON(buf, n.Content[0])
 	case yaml.AliasNode:
-		return writeJSON(buf, n.Alias)
+		// Aliases and merge keys would need expanding (and guarding against cycles); the
+		// document uses $ref instead.
+		return fmt.Errorf("line %d: YAML aliases are not supported", n.Line)
 	case yaml.MappingNode:
 		buf.WriteByte('{')
+		seen := make(map[string]bool, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if i > 0 {
 				buf.WriteByte(',')
@@ -118,6 +121,13 @@ func writeJSON(buf *bytes.Buffer, n *yaml.Node) error {
 			if k.Kind != yaml.ScalarNode {
 				return fmt.Errorf("line %d: mapping keys must be scalars", k.Line)
 			}
+			if k.Tag == "!!merge" {
+				return fmt.Errorf("line %d: YAML merge keys are not supported", k.Line)
+			}
+			if seen[k.Value] {
+				return fmt.Errorf("line %d: duplicate key %q", k.Line, k.Value)
+			}
+			seen[k.Value] = true
 			key, err := json.Marshal(k.Value)
 			if err != nil {
 				return err
