@@ -121,7 +121,7 @@ func TestHealthAndReadiness(t *testing.T) {
 	if m := e.do("GET", "/metrics", "", "", ""); m.status != 404 {
 		t.Fatalf("the public listener serves /metrics: %d", m.status)
 	}
-	ops := httptest.NewServer(e.server.OpsHandler())
+	ops := httptest.NewServer(checked(t, e.server.OpsHandler()))
 	t.Cleanup(ops.Close)
 	resp, err := http.Get(ops.URL + "/metrics")
 	if err != nil {
