@@ -33,7 +33,7 @@ func newKeyEnv(t *testing.T, maxTTL time.Duration) *env {
 	svc := &tenancy.Service{DB: d, Sealer: sealer, MaxKeyTTL: maxTTL}
 	s := api.New(api.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DB: d, Tenancy: svc,
 		TemporalHealth: api.PingFunc(okPing), MaxBodyBytes: 4096, Version: "test"})
-	srv := httptest.NewServer(s.Handler())
+	srv := httptest.NewServer(checked(t, s.Handler()))
 	t.Cleanup(srv.Close)
 	t.Cleanup(s.Close)
 	return &env{t: t, srv: srv, tenancy: svc}

@@ -141,6 +141,8 @@ func New(deps Deps) *Server {
 	// Load balancers probe the public listener; metrics are for operators only (OpsHandler).
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	// The OpenAPI document and its rendering (/openapi.json, /openapi.yaml, /docs): public.
+	s.routeDocs(e)
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.GET("/orgs/me", s.getOrgMe, requireRole(tenancy.RoleAuditor))

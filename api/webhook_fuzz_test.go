@@ -51,7 +51,7 @@ func FuzzWebhookHandler(f *testing.F) {
 		// Nudges are asynchronous: wait for those of earlier inputs before counting.
 		e.server.WaitNudgesIdle()
 		before, storedBefore := counter.nudges.Load(), e.pending(t, connID)
-		resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+		resp, err := checkedClient(t).Post(url, "application/json", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -62,7 +62,7 @@ func newHookEnv(tb testing.TB, temporal client.Client, log *slog.Logger) *hookEn
 	tb.Cleanup(func() { _ = m.Close() })
 	server := api.New(api.Deps{Log: log, DB: d, Tenancy: svc, Metrics: m, Sealer: sealer,
 		Connections: &connections.Service{DB: d, Sealer: sealer}, Temporal: temporal})
-	srv := httptest.NewServer(server.Handler())
+	srv := httptest.NewServer(checked(tb, server.Handler()))
 	tb.Cleanup(func() {
 		srv.Close()
 		server.Close()

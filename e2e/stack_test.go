@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/server/temporaltest"
 
+	"github.com/jiraconnect/jiraconnect/api/contract"
 	"github.com/jiraconnect/jiraconnect/app"
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/config"
@@ -34,6 +35,9 @@ type stack struct {
 	cloud *jirasim.Server
 	dc    *jirasim.Server
 	logs  *syncBuffer
+
+	// client validates every exchange with the API against api/openapi.yaml (api/contract).
+	client *http.Client
 }
 
 // syncBuffer captures every log line of the stack, so tests can scan them for secrets.
@@ -146,7 +150,12 @@ func newStackWith(t *testing.T, extra map[string]string, opts ...app.Option) *st
 		tc.Close()
 		core.Close()
 	})
-	s := &stack{t: t, ctx: ctx, core: core, tc: tc, api: "http://" + apiAddr, cloud: cloud, dc: dc, logs: logs}
+	spec, err := contract.API()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: spec.Transport(nil, func(err error) { t.Errorf("%v", err) })}
+	s := &stack{t: t, ctx: ctx, core: core, tc: tc, api: "http://" + apiAddr, client: client, cloud: cloud, dc: dc, logs: logs}
 	s.eventually("api ready", 20*time.Second, func() bool {
 		code, _ := get(t, s.api+"/readyz", "")
 		return code == 200
@@ -200,7 +209,7 @@ func (s *stack) call(method, path, key string, body any) reply {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}

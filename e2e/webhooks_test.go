@@ -43,7 +43,7 @@ func (s *stack) deliver(url string, body []byte, headers map[string]string) hook
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.client.Do(req)
 	if err != nil {
 		s.t.Fatal(err)
 	}
