@@ -80,8 +80,8 @@ func New(opts Options) *Server {
 		opts.AccountID = "000000000000"
 	}
 	return &Server{
-		region:  opts.Region,
-		account: opts.AccountID,
+		region:   opts.Region,
+		account:  opts.AccountID,
 		keys:     make(map[uuid.UUID][]byte),
 		disabled: make(map[uuid.UUID]bool),
 		aliases:  make(map[string]uuid.UUID),
