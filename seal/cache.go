@@ -156,6 +156,18 @@ func (c *keyCache) forgetCurrent(orgID uuid.UUID) {
 	delete(c.current, orgID)
 }
 
+// drop removes and zeroes the entry of one key version, if cached.
+func (c *keyCache) drop(orgID uuid.UUID, version int32) {
+	ref := keyRef{orgID, version}
+	c.mu.Lock()
+	e, ok := c.entries[ref]
+	delete(c.entries, ref)
+	c.mu.Unlock()
+	if ok {
+		e.zero()
+	}
+}
+
 // purge drops and zeroes every entry.
 func (c *keyCache) purge() {
 	c.mu.Lock()

@@ -81,8 +81,10 @@ func (s *Sealer) Rewrap(ctx context.Context, orgID uuid.UUID, k OrgKey) (next Or
 }
 
 // Reseal returns sealed re-sealed for the same binding under the org's current key version, or
-// sealed itself with changed=false when it already is. It opens the value first, so bytes that do
-// not open (ErrOpen) are never replaced, and it never retains plaintext.
+// sealed itself with changed=false when it already is (or names a newer version than this Sealer
+// believes current: versions only grow, so the belief is stale and the value is left alone). It
+// opens the value first, so bytes that do not open (ErrOpen) are never replaced, and it never
+// retains plaintext.
 func (s *Sealer) Reseal(ctx context.Context, b Binding, sealed []byte) (out []byte, changed bool, err error) {
 	from, err := SealedKeyVersion(sealed)
 	if err != nil {
@@ -92,7 +94,7 @@ func (s *Sealer) Reseal(ctx context.Context, b Binding, sealed []byte) (out []by
 	if err != nil {
 		return nil, false, fmt.Errorf("reseal %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
 	}
-	if from == current {
+	if from >= current {
 		return sealed, false, nil
 	}
 	pt, err := s.Open(ctx, b, sealed)

@@ -247,6 +247,10 @@ func (s *Sealer) Purge() { s.cache.purge() }
 // the previous version for up to this long.
 func (s *Sealer) CacheTTL() time.Duration { return s.cache.ttl }
 
+// ForgetKeyVersion drops (and zeroes) one version of the org's key from this Sealer's cache, for
+// example once it was retired; other processes drop it when their cache entry expires.
+func (s *Sealer) ForgetKeyVersion(orgID uuid.UUID, version int32) { s.cache.drop(orgID, version) }
+
 // ForgetCurrent makes the next Seal for orgID ask the store for the current version, so a
 // rotation made by this process applies to its own seals at once.
 func (s *Sealer) ForgetCurrent(orgID uuid.UUID) { s.cache.forgetCurrent(orgID) }

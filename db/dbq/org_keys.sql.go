@@ -146,10 +146,10 @@ func (q *Queries) InsertOrgDataKey(ctx context.Context, arg InsertOrgDataKeyPara
 }
 
 const listConnectionsToReseal = `-- name: ListConnectionsToReseal :many
-SELECT id FROM connections
+SELECT id, kind, sealed_credentials, credentials_version, webhook_signing_secret FROM connections
 WHERE org_id = $1 AND id > $2::uuid
-  AND (sealed_key_version(sealed_credentials) <> $3::bigint
-       OR sealed_key_version(webhook_signing_secret) <> $3::bigint)
+  AND (sealed_key_version(sealed_credentials) < $3::bigint
+       OR sealed_key_version(webhook_signing_secret) < $3::bigint)
 ORDER BY id
 LIMIT $4::integer
 `
@@ -161,9 +161,17 @@ type ListConnectionsToResealParams struct {
 	PageSize       int32
 }
 
+type ListConnectionsToResealRow struct {
+	ID                   uuid.UUID
+	Kind                 string
+	SealedCredentials    []byte
+	CredentialsVersion   int32
+	WebhookSigningSecret []byte
+}
+
 // One page, in id order after the cursor, of the organization's connections holding a value
-// sealed under a version other than current.
-func (q *Queries) ListConnectionsToReseal(ctx context.Context, arg ListConnectionsToResealParams) ([]uuid.UUID, error) {
+// sealed under a version older than current.
+func (q *Queries) ListConnectionsToReseal(ctx context.Context, arg ListConnectionsToResealParams) ([]ListConnectionsToResealRow, error) {
 	rows, err := q.db.Query(ctx, listConnectionsToReseal,
 		arg.OrgID,
 		arg.AfterID,
@@ -174,13 +182,19 @@ func (q *Queries) ListConnectionsToReseal(ctx context.Context, arg ListConnectio
 		return nil, err
 	}
 	defer rows.Close()
-	items := []uuid.UUID{}
+	items := []ListConnectionsToResealRow{}
 	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
+		var i ListConnectionsToResealRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Kind,
+			&i.SealedCredentials,
+			&i.CredentialsVersion,
+			&i.WebhookSigningSecret,
+		); err != nil {
 			return nil, err
 		}
-		items = append(items, id)
+		items = append(items, i)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err

@@ -55,11 +55,11 @@ WHERE o.id = $1;
 
 -- name: ListConnectionsToReseal :many
 -- One page, in id order after the cursor, of the organization's connections holding a value
--- sealed under a version other than current.
-SELECT id FROM connections
+-- sealed under a version older than current.
+SELECT id, kind, sealed_credentials, credentials_version, webhook_signing_secret FROM connections
 WHERE org_id = sqlc.arg(org_id) AND id > sqlc.arg(after_id)::uuid
-  AND (sealed_key_version(sealed_credentials) <> sqlc.arg(current_version)::bigint
-       OR sealed_key_version(webhook_signing_secret) <> sqlc.arg(current_version)::bigint)
+  AND (sealed_key_version(sealed_credentials) < sqlc.arg(current_version)::bigint
+       OR sealed_key_version(webhook_signing_secret) < sqlc.arg(current_version)::bigint)
 ORDER BY id
 LIMIT sqlc.arg(page_size)::integer;
 
