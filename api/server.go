@@ -132,6 +132,8 @@ func New(deps Deps) *Server {
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.GET("/orgs/me", s.getOrgMe, requireRole(tenancy.RoleAuditor))
+	v1.GET("/orgs/me/keys", s.listDataKeys, requireRole(tenancy.RoleAuditor))
+	v1.POST("/orgs/me/keys/rotate", s.rotateDataKey, requireRole(tenancy.RoleAdmin))
 	v1.GET("/api-keys", s.listAPIKeys, requireRole(tenancy.RoleAdmin))
 	v1.POST("/api-keys", s.createAPIKey, requireRole(tenancy.RoleAdmin))
 	v1.DELETE("/api-keys/:id", s.revokeAPIKey, requireRole(tenancy.RoleAdmin))
