@@ -41,9 +41,12 @@ const (
 	// DefaultResealPage is the connections stored per transaction (each takes the connection's
 	// refresh lock for the length of that short transaction).
 	DefaultResealPage = 50
-	// RetireGraceMargin is added to this worker's KEY_CACHE_TTL to get how long after a rotation
-	// the old versions may be retired: it covers a seal that read the old current version just
-	// before its cache entry expired and is still on its way to Postgres.
+	// RetireGraceMargin is added to this worker's KEY_CACHE_TTL (or the TTL itself, if that is
+	// shorter) to get how long after a rotation the old versions may be retired: it covers a seal
+	// that read the old current version just before its cache entry expired and is still on its
+	// way to Postgres, which takes a transaction's time. (Should one arrive later still, the
+	// database refuses to store it under the retired version: the write fails, the credential
+	// stays readable.)
 	RetireGraceMargin = time.Minute
 	// DefaultRotateOrgsPerCall bounds the organizations one RotateDueOrgKeys or RewrapOrgKeys call
 	// looks at.
@@ -144,14 +147,21 @@ func (a *Activities) ResealOrgSecrets(ctx context.Context, in ResealInput) (Rese
 // RetireInput asks RetireOrgKeyVersions to retire an organization's unused older versions.
 type RetireInput struct {
 	OrgID uuid.UUID `json:"org_id"`
-	// Grace overrides how long after a rotation retiring waits (0: this worker's KEY_CACHE_TTL
-	// plus RetireGraceMargin). Every process must seal under the new version before an older one
+	// Grace overrides how long after a rotation retiring waits (0: DefaultRetireGrace of this
+	// worker's KEY_CACHE_TTL). Every process must seal under the new version before an older one
 	// may go, so it must cover the longest KEY_CACHE_TTL of any process.
 	Grace time.Duration `json:"grace,omitempty"`
 }
 
 // RetireResult is what RetireOrgKeyVersions did (or how long to wait).
 type RetireResult = tenancy.RetireResult
+
+// DefaultRetireGrace is how long after a rotation older versions may be retired when every
+// process caches keys for cacheTTL: the TTL plus RetireGraceMargin, or twice the TTL if that is
+// shorter.
+func DefaultRetireGrace(cacheTTL time.Duration) time.Duration {
+	return cacheTTL + min(RetireGraceMargin, cacheTTL)
+}
 
 // RetireOrgKeyVersions retires the organization's live versions other than the current one that
 // no stored value references (tenancy.Service.RetireUnusedDataKeys: scanned, audited, re-checked by
@@ -162,7 +172,7 @@ func (a *Activities) RetireOrgKeyVersions(ctx context.Context, in RetireInput) (
 	}
 	grace := in.Grace
 	if grace == 0 {
-		grace = a.conns.Sealer.CacheTTL() + RetireGraceMargin
+		grace = DefaultRetireGrace(a.conns.Sealer.CacheTTL())
 	}
 	res, err := a.keys().RetireUnusedDataKeys(ctx, in.OrgID, grace, tenancy.Caller{Actor: KeyRotationActor})
 	if err != nil {

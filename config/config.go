@@ -49,7 +49,7 @@ func Vars() []Var {
 		{"KMS_ENDPOINT", "", "Override of the KMS endpoint URL (LocalStack, tests)."},
 		{"AWS_REGION", "", "AWS region of the KMS key; required when KMS_PROVIDER=aws."},
 		{"LOCAL_KEYRING_DIR", ".jiraconnect", "Directory of the local keyring master key (seal-master.key, created 0600 if missing)."},
-		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory, and how long after a data key rotation a process may still seal under the previous version (the re-seal waits this long plus a minute before retiring it: give every process the same value)."},
+		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory, and how long after a data key rotation a process may still seal under the previous version (the re-seal waits this long plus a minute, or twice this long if shorter, before retiring it: give every process the same value)."},
 		{"DATA_KEY_ROTATION_PERIOD", "8760h", "Age at which an organization's data key is rotated by the daily Temporal schedule `org-key-rotation` (which also resumes unfinished re-seals); 0 turns scheduled rotation off, otherwise 24h to 87600h."},
 		{"FINDING_RECONCILE_INTERVAL", "15m", "How often a connection with finding sync pulls recently changed issues, so lost webhooks still converge (new workflows)."},
 		{"EVIDENCE_RETENTION", "8760h", "Evidence older than this (and last observed before it) that no assessment holds is purged daily; at least 168h."},

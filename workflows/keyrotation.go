@@ -54,7 +54,7 @@ type OrgKeyResealInput struct {
 	// targets the organization's current version).
 	Version int32 `json:"version"`
 	// Grace overrides the wait between the rotation and the retirement of older versions (0:
-	// the worker's KEY_CACHE_TTL plus a minute).
+	// activities.DefaultRetireGrace of the worker's KEY_CACHE_TTL).
 	Grace time.Duration `json:"grace,omitempty"`
 }
 
