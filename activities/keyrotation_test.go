@@ -355,14 +355,25 @@ func TestKMSRewrapInterruptedBetweenOrganizations(t *testing.T) {
 	}
 	newKey, err := k.kms.CreateKey()
 	require.NoError(t, err)
+	var seq int64
 	usable := func(step string) {
 		t.Helper()
-		conns, _ := k.worker(newKey.ID) // a process started with the new KMS_KEY_ID, cold cache
+		conns, acts := k.worker(newKey.ID) // a process started with the new KMS_KEY_ID, cold cache
+		var suite testsuite.WorkflowTestSuite
+		env := suite.NewTestActivityEnvironment()
+		acts.Register(env)
 		for _, ref := range k.orgs {
 			client, _, err := conns.Client(ctx, ref.OrgID, ref.ConnectionID, nil)
 			require.NoError(t, err, step)
 			_, err = client.Myself(ctx)
 			require.NoError(t, err, step)
+			seq++
+			val, err := env.ExecuteActivity(activities.NameSyncEvidence, activities.SyncInput{ConnectionRef: ref, Seq: seq,
+				Trigger: "schedule", WorkflowID: "jira-connection/" + ref.ConnectionID.String(), RunID: "run-1"})
+			require.NoError(t, err, "%s: sync", step)
+			var res activities.SyncResult
+			require.NoError(t, val.Get(&res))
+			require.Equal(t, activities.OutcomeSuccess, res.Outcome, step)
 		}
 	}
 	usable("KMS_KEY_ID changed, nothing re-wrapped yet")
