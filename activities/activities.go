@@ -162,6 +162,11 @@ func (a *Activities) Register(r worker.ActivityRegistry) {
 
 		NameSuperviseConnections: a.SuperviseConnections,
 
+		NameResealOrgSecrets:     a.ResealOrgSecrets,
+		NameRetireOrgKeyVersions: a.RetireOrgKeyVersions,
+		NameRotateDueOrgKeys:     a.RotateDueOrgKeys,
+		NameRewrapOrgKeys:        a.RewrapOrgKeys,
+
 		NameDrainFindingQueue:     a.DrainFindingQueue,
 		NameApplyJiraChanges:      a.ApplyJiraChanges,
 		NameApplyInboxChanges:     a.ApplyInboxChanges,

@@ -4,6 +4,7 @@ package api
 // query parameters, its caller's address — lives here, so handlers only name what they read.
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"mime"
@@ -52,6 +53,20 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 		return nil, errBadRequest("unreadable_body", "", "could not read request body")
 	}
 	return body, nil
+}
+
+// decodeEmpty accepts the body of a request that takes no parameters: nothing (whitespace
+// included) or an empty JSON object; any member is unknown_field naming it.
+func (s *Server) decodeEmpty(c echo.Context) error {
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	if len(bytes.Trim(body, " \t\r\n")) == 0 {
+		return nil
+	}
+	var none struct{}
+	return decodeStrict(body, &none)
 }
 
 // decodeStrict decodes body through strictjson, the one strict decoding path of every endpoint,

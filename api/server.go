@@ -106,6 +106,8 @@ type Server struct {
 	workflows *workflowclient.Client
 	// conns carries out the connection use cases.
 	conns *connections.Manager
+	// keyRotator rotates an organization's data key and starts its re-seal.
+	keyRotator *tenancy.KeyRotator
 }
 
 // New wires routes and middleware.
@@ -123,6 +125,7 @@ func New(deps Deps) *Server {
 		workflows: workflowclient.New(deps.Temporal, deps.TaskQueue, deps.ReconcileInterval)}
 	s.conns = &connections.Manager{DB: deps.DB, Sealer: deps.Sealer, Connections: deps.Connections, Egress: deps.Egress,
 		OAuth: deps.OAuth, Workflows: s.workflows, Revoker: revokeCleanup{deps.Revoker}, Log: deps.Log}
+	s.keyRotator = &tenancy.KeyRotator{Keys: deps.Tenancy, Reseals: s.workflows, Log: deps.Log}
 	var signal func(ctx context.Context, connID uuid.UUID) error
 	if deps.Temporal != nil {
 		signal = s.workflows.NudgeInbox
@@ -146,6 +149,8 @@ func New(deps Deps) *Server {
 
 	v1 := e.Group("/v1", s.authenticate)
 	v1.GET("/orgs/me", s.getOrgMe, requireRole(tenancy.RoleAuditor))
+	v1.GET("/orgs/me/keys", s.listDataKeys, requireRole(tenancy.RoleAuditor))
+	v1.POST("/orgs/me/keys/rotate", s.rotateDataKey, requireRole(tenancy.RoleAdmin))
 	v1.GET("/api-keys", s.listAPIKeys, requireRole(tenancy.RoleAdmin))
 	v1.POST("/api-keys", s.createAPIKey, requireRole(tenancy.RoleAdmin))
 	v1.DELETE("/api-keys/:id", s.revokeAPIKey, requireRole(tenancy.RoleAdmin))

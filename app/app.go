@@ -257,6 +257,9 @@ func (c *Core) RunWorker(ctx context.Context, tc client.Client) error {
 	if err := worker.EnsureSupervisorSchedule(ctx, tc, c.Config.TaskQueue, c.Config.SupervisorInterval); err != nil {
 		c.Log.Warn("connection supervisor schedule not created", "err", err)
 	}
+	if err := worker.EnsureKeyRotationSchedule(ctx, tc, c.Config.TaskQueue, c.Config.DataKeyRotationPeriod); err != nil {
+		c.Log.Warn("data key rotation schedule not created", "err", err)
+	}
 	worker.SetWorkflowCacheSize(c.Config.WorkerWorkflowCacheSize)
 	// The supervisor starts lost connection workflows with the starter the API uses.
 	acts := c.Activities.WithWorkflows(workflowclient.New(tc, c.Config.TaskQueue, c.Config.FindingReconcileInterval))

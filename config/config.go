@@ -49,7 +49,8 @@ func Vars() []Var {
 		{"KMS_ENDPOINT", "", "Override of the KMS endpoint URL (LocalStack, tests)."},
 		{"AWS_REGION", "", "AWS region of the KMS key; required when KMS_PROVIDER=aws."},
 		{"LOCAL_KEYRING_DIR", ".jiraconnect", "Directory of the local keyring master key (seal-master.key, created 0600 if missing)."},
-		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory."},
+		{"KEY_CACHE_TTL", "5m", "How long unwrapped org data keys stay cached in memory, and how long after a data key rotation a process may still seal under the previous version (the re-seal waits this long plus a minute, or twice this long if shorter, before retiring it: give every process the same value)."},
+		{"DATA_KEY_ROTATION_PERIOD", "8760h", "Age at which an organization's data key is rotated by the daily Temporal schedule `org-key-rotation` (which also resumes unfinished re-seals); 0 turns scheduled rotation off, otherwise 24h to 87600h."},
 		{"FINDING_RECONCILE_INTERVAL", "15m", "How often a connection with finding sync pulls recently changed issues, so lost webhooks still converge (new workflows)."},
 		{"EVIDENCE_RETENTION", "8760h", "Evidence older than this (and last observed before it) that no assessment holds is purged daily; at least 168h."},
 		{"SUPERVISOR_INTERVAL", "5m", "How often the connection supervisor (Temporal schedule `connection-supervisor`) starts the workflow of any active or needs_reauth connection that has none running; 10s to 24h."},
@@ -96,6 +97,9 @@ type Config struct {
 	AWSRegion       string
 	LocalKeyringDir string
 	KeyCacheTTL     time.Duration
+	// DataKeyRotationPeriod is the age at which the key rotation schedule rotates an
+	// organization's data key; zero turns scheduled rotation off.
+	DataKeyRotationPeriod time.Duration
 	// FindingReconcileInterval is the reconciliation period given to new connection workflows.
 	FindingReconcileInterval time.Duration
 	// EvidenceRetention is the retention window of unattached evidence.
@@ -252,6 +256,11 @@ func LoadFrom(lookup func(string) (string, bool)) (*Config, error) {
 	}
 	if c.KeyCacheTTL, err = time.ParseDuration(get("KEY_CACHE_TTL")); err != nil || c.KeyCacheTTL <= 0 || c.KeyCacheTTL > 24*time.Hour {
 		bad("KEY_CACHE_TTL", get("KEY_CACHE_TTL"), "must be a duration between 1ns and 24h, e.g. 5m")
+	}
+	if v := get("DATA_KEY_ROTATION_PERIOD"); v != "0" {
+		if c.DataKeyRotationPeriod, err = time.ParseDuration(v); err != nil || c.DataKeyRotationPeriod < 24*time.Hour || c.DataKeyRotationPeriod > 87600*time.Hour {
+			bad("DATA_KEY_ROTATION_PERIOD", v, "must be 0 (off) or a duration between 24h and 87600h, e.g. 8760h")
+		}
 	}
 	if v := get("API_KEY_MAX_TTL"); v != "" && v != "0" {
 		if c.APIKeyMaxTTL, err = time.ParseDuration(v); err != nil || c.APIKeyMaxTTL < time.Minute {

@@ -35,14 +35,14 @@ func TestCacheZeroesExpiredKeys(t *testing.T) {
 	org := uuid.New()
 	key := bytes.Repeat([]byte{0xAB}, DataKeySize)
 	e := c.put(org, key, 1, "k")
-	if got := c.get(org); got != e {
+	if got := c.get(org, 1); got != e {
 		t.Fatal("fresh entry not returned")
 	}
 	if _, ok := e.aead(); !ok {
 		t.Fatal("fresh entry unusable")
 	}
 	clk.advance(time.Minute)
-	if got := c.get(org); got != nil {
+	if got := c.get(org, 1); got != nil {
 		t.Fatal("expired entry returned")
 	}
 	if !bytes.Equal(key, make([]byte, DataKeySize)) {

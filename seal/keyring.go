@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -50,6 +51,9 @@ var (
 type LocalKeyring struct {
 	master []byte
 	keyID  string
+	// retired are the keyring's earlier master keys by key id: they unwrap the data keys they
+	// wrapped until those are re-wrapped under the current one, and wrap nothing new.
+	retired map[string][]byte
 	// dir is the keyring's directory, absolute, named when a key from another keyring is met.
 	dir string
 }
@@ -79,7 +83,83 @@ func OpenLocalKeyring(dataDir string) (*LocalKeyring, error) {
 	if k.dir, err = filepath.Abs(dataDir); err != nil {
 		k.dir = dataDir
 	}
+	if k.retired, err = readRetiredMasterKeys(dataDir); err != nil {
+		return nil, fmt.Errorf("open local keyring: %w", err)
+	}
 	return k, nil
+}
+
+// retiredKeyPattern matches the files of retired master keys: seal-master.<fingerprint>.retired,
+// the fingerprint being the hex part of the key's id.
+const retiredKeyPattern = "seal-master.*.retired"
+
+func retiredKeyFile(dataDir, keyID string) string {
+	return filepath.Join(dataDir, "seal-master."+strings.TrimPrefix(keyID, "local:")+".retired")
+}
+
+// readRetiredMasterKeys loads every retired master key in dataDir, checking each like the current
+// one and checking that its file is named after its fingerprint.
+func readRetiredMasterKeys(dataDir string) (map[string][]byte, error) {
+	paths, err := filepath.Glob(filepath.Join(dataDir, retiredKeyPattern))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(paths))
+	for _, path := range paths {
+		master, err := readMasterKey(path)
+		if err != nil {
+			return nil, fmt.Errorf("read retired master key %s: %w", path, err)
+		}
+		id := newLocalKeyring(master).keyID
+		if retiredKeyFile(dataDir, id) != path {
+			zero(master)
+			return nil, fmt.Errorf("read retired master key %s: %w: its fingerprint is %s", path, ErrInvalidKeyFile, id)
+		}
+		out[id] = master
+	}
+	return out, nil
+}
+
+// RotateLocalMasterKey gives the keyring in dataDir a new master key. The current one is kept as
+// a retired key (seal-master.<fingerprint>.retired, 0600) that still unwraps the data keys it
+// wrapped, so nothing becomes unreadable; a re-wrap (jiraconnect keys rewrap-data-keys) then moves
+// every data key to the new master key, after which the retired file may be deleted. Processes
+// read the keyring when they start: restart them all before the re-wrap, or the ones still
+// running keep wrapping new data keys under the old master key (which stays readable). It returns
+// the old and new key ids.
+func RotateLocalMasterKey(dataDir string) (oldID, newID string, err error) {
+	path := filepath.Join(dataDir, LocalKeyringFile)
+	master, err := readMasterKey(path)
+	if err != nil {
+		return "", "", fmt.Errorf("rotate local master key: read %s: %w", path, err)
+	}
+	oldID = newLocalKeyring(master).keyID
+	zero(master)
+	// A hard link keeps the retired key's bytes without copying them through memory again; an
+	// existing link of the same name is the same key (the name is its fingerprint).
+	if err := os.Link(path, retiredKeyFile(dataDir, oldID)); err != nil && !errors.Is(err, fs.ErrExist) {
+		return "", "", fmt.Errorf("rotate local master key: keep %s as retired: %w", oldID, err)
+	}
+	if err := replaceMasterKey(dataDir, path); err != nil {
+		return "", "", fmt.Errorf("rotate local master key: %w", err)
+	}
+	master, err = readMasterKey(path)
+	if err != nil {
+		return "", "", fmt.Errorf("rotate local master key: read the new key: %w", err)
+	}
+	defer zero(master)
+	return oldID, newLocalKeyring(master).keyID, nil
+}
+
+// replaceMasterKey writes a new random key to a private temporary file and renames it over path.
+// The previous key must already be kept elsewhere (RotateLocalMasterKey links it first).
+func replaceMasterKey(dir, path string) error {
+	tmpPath, err := writeTempMasterKey(dir)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmpPath)
+	return os.Rename(tmpPath, path)
 }
 
 func newLocalKeyring(master []byte) *LocalKeyring {
@@ -128,36 +208,45 @@ func readMasterKey(path string) ([]byte, error) {
 // other's key (a rename would, orphaning whatever the loser already wrapped); the loser simply
 // reads the winner's file.
 func createMasterKey(dir, path string) error {
-	key := make([]byte, masterKeySize)
-	defer zero(key)
-	if _, err := rand.Read(key); err != nil {
-		return fmt.Errorf("generate: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".seal-master-*.tmp")
+	tmpPath, err := writeTempMasterKey(dir)
 	if err != nil {
 		return err
 	}
-	tmpPath := tmp.Name()
 	defer os.Remove(tmpPath)
-	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(key); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
 	if err := os.Link(tmpPath, path); err != nil && !errors.Is(err, fs.ErrExist) {
 		return err
 	}
 	return nil
+}
+
+// writeTempMasterKey writes a new random master key to a private (0600) temporary file in dir,
+// synced, and returns its path.
+func writeTempMasterKey(dir string) (string, error) {
+	key := make([]byte, masterKeySize)
+	defer zero(key)
+	if _, err := rand.Read(key); err != nil {
+		return "", fmt.Errorf("generate: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, ".seal-master-*.tmp")
+	if err != nil {
+		return "", err
+	}
+	tmpPath := tmp.Name()
+	err = tmp.Chmod(0o600)
+	if err == nil {
+		_, err = tmp.Write(key)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmpPath)
+		return "", err
+	}
+	return tmpPath, nil
 }
 
 // KeyID returns the keyring's key id, "local:" followed by a truncated SHA-256 fingerprint of
@@ -189,42 +278,73 @@ func (k *LocalKeyring) GenerateDataKey(ctx context.Context, orgID uuid.UUID) (Da
 	if _, err := rand.Read(dk); err != nil {
 		return DataKey{}, fmt.Errorf("generate local data key for org %s: %w", orgID, err)
 	}
-	nonce := make([]byte, 12)
-	if _, err := rand.Read(nonce); err != nil {
-		zero(dk)
-		return DataKey{}, fmt.Errorf("generate local data key for org %s: nonce: %w", orgID, err)
-	}
-	aead, err := newGCM(k.master)
+	wrapped, err := k.wrap(orgID, dk)
 	if err != nil {
 		zero(dk)
 		return DataKey{}, fmt.Errorf("generate local data key for org %s: %w", orgID, err)
 	}
+	return DataKey{Plaintext: dk, Wrapped: wrapped, KeyID: k.keyID}, nil
+}
+
+// WrapDataKey implements KeyProvider: it wraps plaintext under the current master key.
+func (k *LocalKeyring) WrapDataKey(ctx context.Context, orgID uuid.UUID, plaintext []byte) ([]byte, string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, "", fmt.Errorf("wrap local data key for org %s: %w", orgID, err)
+	}
+	if orgID == uuid.Nil {
+		return nil, "", errors.New("wrap local data key: org id is nil")
+	}
+	if len(plaintext) != DataKeySize {
+		return nil, "", fmt.Errorf("wrap local data key for org %s: key is %d bytes, want %d", orgID, len(plaintext), DataKeySize)
+	}
+	wrapped, err := k.wrap(orgID, plaintext)
+	if err != nil {
+		return nil, "", fmt.Errorf("wrap local data key for org %s: %w", orgID, err)
+	}
+	return wrapped, k.keyID, nil
+}
+
+// wrap seals dk under the current master key: format byte, nonce, AES-256-GCM with the master
+// key's id and the org as associated data.
+func (k *LocalKeyring) wrap(orgID uuid.UUID, dk []byte) ([]byte, error) {
+	nonce := make([]byte, 12)
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("nonce: %w", err)
+	}
+	aead, err := newGCM(k.master)
+	if err != nil {
+		return nil, err
+	}
 	out := make([]byte, 0, 1+len(nonce)+len(dk)+aead.Overhead())
 	out = append(out, keyringFormatV1)
 	out = append(out, nonce...)
-	out = aead.Seal(out, nonce, dk, k.aad(orgID))
-	return DataKey{Plaintext: dk, Wrapped: out, KeyID: k.keyID}, nil
+	return aead.Seal(out, nonce, dk, keyringAAD(k.keyID, orgID)), nil
 }
 
-// Decrypt implements KeyProvider.
+// Decrypt implements KeyProvider. It unwraps keys wrapped by the current master key or by a
+// retired one still kept in the keyring.
 func (k *LocalKeyring) Decrypt(ctx context.Context, orgID uuid.UUID, wrapped []byte, keyID string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("unwrap local data key for org %s: %w", orgID, err)
 	}
+	master := k.master
 	if keyID != k.keyID {
-		return nil, fmt.Errorf("unwrap local data key for org %s: %w: it was wrapped by the local master key %q, but the keyring in %s "+
-			"(LOCAL_KEYRING_DIR) holds %q: every process of one database must use the same keyring directory "+
-			"(the dev stack prints the one it uses when it starts)", orgID, ErrUnwrap, keyID, k.location(), k.keyID)
+		var ok bool
+		if master, ok = k.retired[keyID]; !ok {
+			return nil, fmt.Errorf("unwrap local data key for org %s: %w: it was wrapped by the local master key %q, but the keyring in %s "+
+				"(LOCAL_KEYRING_DIR) holds %q: every process of one database must use the same keyring directory "+
+				"(the dev stack prints the one it uses when it starts)", orgID, ErrUnwrap, keyID, k.location(), k.keyID)
+		}
 	}
 	const nonceSize = 12
-	aead, err := newGCM(k.master)
+	aead, err := newGCM(master)
 	if err != nil {
 		return nil, fmt.Errorf("unwrap local data key for org %s: %w", orgID, err)
 	}
 	if len(wrapped) < 1+nonceSize+aead.Overhead() || wrapped[0] != keyringFormatV1 {
 		return nil, fmt.Errorf("unwrap local data key for org %s: %w: malformed wrapped key", orgID, ErrUnwrap)
 	}
-	dk, err := aead.Open(nil, wrapped[1:1+nonceSize], wrapped[1+nonceSize:], k.aad(orgID))
+	dk, err := aead.Open(nil, wrapped[1:1+nonceSize], wrapped[1+nonceSize:], keyringAAD(keyID, orgID))
 	if err != nil {
 		return nil, fmt.Errorf("unwrap local data key for org %s: %w: authentication failed", orgID, ErrUnwrap)
 	}
@@ -246,11 +366,11 @@ func (k *LocalKeyring) location() string {
 // Dir is the keyring's directory (absolute).
 func (k *LocalKeyring) Dir() string { return k.dir }
 
-// aad binds a wrapped key to this master key's id and to the org.
-func (k *LocalKeyring) aad(orgID uuid.UUID) []byte {
+// keyringAAD binds a wrapped key to the id of the master key that wrapped it and to the org.
+func keyringAAD(keyID string, orgID uuid.UUID) []byte {
 	var b []byte
 	b = appendLP(b, []byte(keyringAADLabel))
-	b = appendLP(b, []byte(k.keyID))
+	b = appendLP(b, []byte(keyID))
 	b = appendLP(b, orgID[:])
 	return b
 }

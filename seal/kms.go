@@ -182,3 +182,31 @@ func (p *KMSProvider) Decrypt(ctx context.Context, orgID uuid.UUID, wrapped []by
 	}
 	return out.Plaintext, nil
 }
+
+// WrapDataKey implements KeyProvider with KMS Encrypt under the configured key (KMS_KEY_ID) and
+// the org's encryption context, exactly as GenerateDataKey binds a new key. The returned key id is
+// the key ARN KMS reports, so a re-wrap through an alias records which key it really used.
+func (p *KMSProvider) WrapDataKey(ctx context.Context, orgID uuid.UUID, plaintext []byte) ([]byte, string, error) {
+	if orgID == uuid.Nil {
+		return nil, "", errors.New("kms wrap data key: org id is nil")
+	}
+	if len(plaintext) != DataKeySize {
+		return nil, "", fmt.Errorf("kms wrap data key for org %s: key is %d bytes, want %d", orgID, len(plaintext), DataKeySize)
+	}
+	out, err := p.client.Encrypt(ctx, &kms.EncryptInput{
+		KeyId:             aws.String(p.keyID),
+		Plaintext:         plaintext,
+		EncryptionContext: orgContext(orgID),
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("kms wrap data key for org %s with key %s: %w", orgID, p.keyID, err)
+	}
+	if len(out.CiphertextBlob) == 0 {
+		return nil, "", fmt.Errorf("kms wrap data key for org %s: empty ciphertext", orgID)
+	}
+	keyID := aws.ToString(out.KeyId)
+	if keyID == "" {
+		keyID = p.keyID
+	}
+	return out.CiphertextBlob, keyID, nil
+}

@@ -24,6 +24,12 @@ type KeyProvider interface {
 	// keyID. A key that does not belong to orgID, is corrupted or was wrapped under another
 	// master key yields an error matching ErrUnwrap.
 	Decrypt(ctx context.Context, orgID uuid.UUID, wrapped []byte, keyID string) ([]byte, error)
+	// WrapDataKey wraps an existing 32-byte data key of orgID under the provider's current master
+	// key, bound to orgID like GenerateDataKey's, and returns the wrapped key and that master
+	// key's id. It is how a data key moves to a new master key (KMS_KEY_ID changed, or the
+	// keyring's master key was rotated) without changing the data key, and so without touching
+	// any value it sealed. It never retains plaintext.
+	WrapDataKey(ctx context.Context, orgID uuid.UUID, plaintext []byte) (wrapped []byte, keyID string, err error)
 }
 
 // DataKey is a data key as returned by a KeyProvider. Plaintext is secret; every formatting

@@ -136,6 +136,7 @@ func (s *Sealer) ensure(ctx context.Context, orgID uuid.UUID) error {
 	if stored.Version == mine.Version && stored.KeyID == mine.KeyID && bytes.Equal(stored.Wrapped, mine.Wrapped) {
 		// We won: cache the plaintext we already hold, saving the first Decrypt.
 		s.cache.put(orgID, dk.Plaintext, mine.Version, mine.KeyID)
+		s.cache.setCurrent(orgID, mine.Version)
 		s.log.InfoContext(ctx, "created org data key",
 			slog.String("org_id", orgID.String()), slog.String("key_id", mine.KeyID), slog.Int("key_version", int(mine.Version)))
 		return nil
@@ -146,13 +147,23 @@ func (s *Sealer) ensure(ctx context.Context, orgID uuid.UUID) error {
 	return nil
 }
 
-// Seal encrypts plaintext for b. The result is self-describing (format and key version) and
-// opens only with the same org, connection and purpose. Seal never retains plaintext.
+// Seal encrypts plaintext for b under the org's current data key version. The result is
+// self-describing (format and key version) and opens only with the same org, connection and
+// purpose. Seal never retains plaintext.
+//
+// The current version is what the store said at most one CacheTTL ago: after a rotation, a
+// process that has not asked since may seal under the previous version for up to that long. Such
+// values still open (Open uses the version in the header), and the re-seal of a rotation waits
+// CacheTTL before its last pass for exactly this reason.
 func (s *Sealer) Seal(ctx context.Context, b Binding, plaintext []byte) ([]byte, error) {
 	if err := b.validate(); err != nil {
 		return nil, fmt.Errorf("seal %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
 	}
-	aead, version, err := s.aeadFor(ctx, b.OrgID)
+	version, err := s.currentVersion(ctx, b.OrgID)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
+	}
+	aead, err := s.aeadFor(ctx, b.OrgID, version)
 	if err != nil {
 		return nil, fmt.Errorf("seal %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
 	}
@@ -167,11 +178,13 @@ func (s *Sealer) Seal(ctx context.Context, b Binding, plaintext []byte) ([]byte,
 	return aead.Seal(out, nonce[:], plaintext, sealAAD(b, out[:nonceOff])), nil
 }
 
-// Open decrypts a value produced by Seal for the same binding. Bytes that are not such a value
-// (truncated, tampered, unknown format or key version, or sealed for a different org,
-// connection or purpose) yield an error matching ErrOpen (concretely an *OpenError). Failures
-// to obtain the org's key (ErrNoOrgKey, KMS unavailable, ErrUnwrap) are reported as such and do
-// not match ErrOpen, because they say nothing about the sealed bytes.
+// Open decrypts a value produced by Seal for the same binding, with the key version named in its
+// header — the current one or any older version the org still has, so values sealed before a
+// rotation stay readable until they are re-sealed. Bytes that are not such a value (truncated,
+// tampered, unknown format, a key version the org never had or has retired, or sealed for a
+// different org, connection or purpose) yield an error matching ErrOpen (concretely an
+// *OpenError). Failures to obtain the org's key (ErrNoOrgKey, KMS unavailable, ErrUnwrap) are
+// reported as such and do not match ErrOpen, because they say nothing about the sealed bytes.
 func (s *Sealer) Open(ctx context.Context, b Binding, sealed []byte) ([]byte, error) {
 	fail := func(reason string, cause error) error {
 		return fmt.Errorf("open %s for connection %s: %w", b.Purpose, b.ConnectionID, &OpenError{Reason: reason, Err: cause})
@@ -180,22 +193,25 @@ func (s *Sealer) Open(ctx context.Context, b Binding, sealed []byte) ([]byte, er
 		return nil, fail("invalid binding", err)
 	}
 	// Cheap structural checks come first so garbage never costs a KMS call.
+	version, err := SealedKeyVersion(sealed)
+	if err != nil {
+		var oe *OpenError
+		if errors.As(err, &oe) {
+			return nil, fail(oe.Reason, nil)
+		}
+		return nil, fail(err.Error(), nil)
+	}
 	if len(sealed) < minSealedSize {
 		return nil, fail("truncated input", nil)
 	}
-	if sealed[0] != formatV1 {
-		return nil, fail(fmt.Sprintf("unsupported format version %d", sealed[0]), nil)
-	}
-	sealedVersion := binary.BigEndian.Uint32(sealed[keyVersionOff:nonceOff])
-	if sealedVersion == 0 || sealedVersion > math.MaxInt32 {
-		return nil, fail(fmt.Sprintf("invalid key version %d", sealedVersion), nil)
-	}
-	aead, version, err := s.aeadFor(ctx, b.OrgID)
-	if err != nil {
+	aead, err := s.aeadFor(ctx, b.OrgID, version)
+	switch {
+	case errors.Is(err, ErrNoKeyVersion):
+		return nil, fail(fmt.Sprintf("sealed under key version %d, which the org does not have", version), nil)
+	case errors.Is(err, ErrKeyVersionRetired):
+		return nil, fail(fmt.Sprintf("sealed under key version %d, which was retired", version), nil)
+	case err != nil:
 		return nil, fmt.Errorf("open %s for connection %s: %w", b.Purpose, b.ConnectionID, err)
-	}
-	if int32(sealedVersion) != version {
-		return nil, fail(fmt.Sprintf("sealed under key version %d but the org's key is version %d", sealedVersion, version), nil)
 	}
 	pt, err := aead.Open(nil, sealed[nonceOff:headerSize], sealed[headerSize:], sealAAD(b, sealed[:nonceOff]))
 	if err != nil {
@@ -204,9 +220,40 @@ func (s *Sealer) Open(ctx context.Context, b Binding, sealed []byte) ([]byte, er
 	return pt, nil
 }
 
+// SealedKeyVersion reads the key version from the header of a sealed value without opening it
+// (the re-seal of a rotation uses it to find values sealed under older versions). Bytes too short
+// for a header, of an unknown format or naming an impossible version yield an *OpenError. It does
+// not authenticate anything: only Open can say the value is genuine.
+func SealedKeyVersion(sealed []byte) (int32, error) {
+	if len(sealed) < nonceOff {
+		return 0, &OpenError{Reason: "truncated input"}
+	}
+	if sealed[0] != formatV1 {
+		return 0, &OpenError{Reason: fmt.Sprintf("unsupported format version %d", sealed[0])}
+	}
+	v := binary.BigEndian.Uint32(sealed[keyVersionOff:nonceOff])
+	if v == 0 || v > math.MaxInt32 {
+		return 0, &OpenError{Reason: fmt.Sprintf("invalid key version %d", v)}
+	}
+	return int32(v), nil
+}
+
 // Purge drops and zeroes every cached data key, for example on shutdown. The Sealer stays
 // usable; keys are unwrapped again on demand.
 func (s *Sealer) Purge() { s.cache.purge() }
+
+// CacheTTL is how long this Sealer keeps an unwrapped key and its belief about an org's current
+// version (KEY_CACHE_TTL). After a rotation commits, a Sealer of another process may seal under
+// the previous version for up to this long.
+func (s *Sealer) CacheTTL() time.Duration { return s.cache.ttl }
+
+// ForgetKeyVersion drops (and zeroes) one version of the org's key from this Sealer's cache, for
+// example once it was retired; other processes drop it when their cache entry expires.
+func (s *Sealer) ForgetKeyVersion(orgID uuid.UUID, version int32) { s.cache.drop(orgID, version) }
+
+// ForgetCurrent makes the next Seal for orgID ask the store for the current version, so a
+// rotation made by this process applies to its own seals at once.
+func (s *Sealer) ForgetCurrent(orgID uuid.UUID) { s.cache.forgetCurrent(orgID) }
 
 // sealAAD is the associated data of a sealed value: a domain label, the header (format and key
 // version) and the binding, each length-prefixed so distinct bindings can never encode to the
@@ -221,52 +268,84 @@ func sealAAD(b Binding, header []byte) []byte {
 	return aad
 }
 
-// aeadFor returns an AEAD for the org's current data key and that key's version. It retries
-// when the entry it obtained was evicted (and zeroed) before it could be used, which only
-// happens when the TTL elapses or Purge runs at that exact moment.
-func (s *Sealer) aeadFor(ctx context.Context, orgID uuid.UUID) (cipher.AEAD, int32, error) {
-	for range maxKeyAttempts {
-		e, err := s.dataKey(ctx, orgID)
-		if err != nil {
-			return nil, 0, err
-		}
-		if a, ok := e.aead(); ok {
-			return a, e.version, nil
-		}
+// currentVersion returns the org's current key version: cached for one TTL, otherwise loaded
+// from the store (which also caches that version's key, saving the first Decrypt a Seal needs).
+func (s *Sealer) currentVersion(ctx context.Context, orgID uuid.UUID) (int32, error) {
+	if v, ok := s.cache.currentOf(orgID); ok {
+		return v, nil
 	}
-	return nil, 0, fmt.Errorf("data key for org %s was evicted %d times in a row while in use", orgID, maxKeyAttempts)
-}
-
-// dataKey returns the cached key entry for orgID, unwrapping it on a miss. Concurrent misses
-// for one org share a single load+Decrypt; the flight re-checks the cache first so callers that
-// missed just before another flight finished do not trigger a second Decrypt.
-func (s *Sealer) dataKey(ctx context.Context, orgID uuid.UUID) (*cachedKey, error) {
-	if e := s.cache.get(orgID); e != nil {
-		return e, nil
-	}
-	return s.flight(ctx, "unwrap/"+orgID.String(), func(fctx context.Context) (*cachedKey, error) {
-		if e := s.cache.get(orgID); e != nil {
-			return e, nil
-		}
+	e, err := s.flight(ctx, "current/"+orgID.String(), func(fctx context.Context) (*cachedKey, error) {
 		k, err := s.store.LoadOrgKey(fctx, orgID)
 		if err != nil {
 			return nil, fmt.Errorf("load data key for org %s: %w", orgID, err)
 		}
-		if err := k.validate(); err != nil {
-			return nil, fmt.Errorf("load data key for org %s: stored key is invalid: %w", orgID, err)
+		e := s.cache.get(orgID, k.Version)
+		if e == nil {
+			if e, err = s.unwrap(fctx, orgID, k); err != nil {
+				return nil, err
+			}
 		}
-		pt, err := s.provider.Decrypt(fctx, orgID, k.Wrapped, k.KeyID)
-		if err != nil {
-			return nil, fmt.Errorf("unwrap data key for org %s: %w", orgID, err)
-		}
-		if len(pt) != DataKeySize {
-			zero(pt)
-			return nil, fmt.Errorf("unwrap data key for org %s: provider returned %d bytes, want %d", orgID, len(pt), DataKeySize)
-		}
-		s.log.DebugContext(fctx, "unwrapped org data key",
-			slog.String("org_id", orgID.String()), slog.String("key_id", k.KeyID), slog.Int("key_version", int(k.Version)))
-		return s.cache.put(orgID, pt, k.Version, k.KeyID), nil
+		s.cache.setCurrent(orgID, k.Version)
+		return e, nil
 	})
+	if err != nil {
+		return 0, err
+	}
+	return e.version, nil
+}
+
+// aeadFor returns an AEAD for one version of the org's data key. It retries when the entry it
+// obtained was evicted (and zeroed) before it could be used, which only happens when the TTL
+// elapses or Purge runs at that exact moment.
+func (s *Sealer) aeadFor(ctx context.Context, orgID uuid.UUID, version int32) (cipher.AEAD, error) {
+	for range maxKeyAttempts {
+		e, err := s.dataKey(ctx, orgID, version)
+		if err != nil {
+			return nil, err
+		}
+		if a, ok := e.aead(); ok {
+			return a, nil
+		}
+	}
+	return nil, fmt.Errorf("data key version %d of org %s was evicted %d times in a row while in use", version, orgID, maxKeyAttempts)
+}
+
+// dataKey returns the cached entry for one version of the org's key, unwrapping it on a miss.
+// Concurrent misses for one version share a single load+Decrypt; the flight re-checks the cache
+// first so callers that missed just before another flight finished do not trigger a second
+// Decrypt.
+func (s *Sealer) dataKey(ctx context.Context, orgID uuid.UUID, version int32) (*cachedKey, error) {
+	if e := s.cache.get(orgID, version); e != nil {
+		return e, nil
+	}
+	return s.flight(ctx, fmt.Sprintf("unwrap/%s/%d", orgID, version), func(fctx context.Context) (*cachedKey, error) {
+		if e := s.cache.get(orgID, version); e != nil {
+			return e, nil
+		}
+		k, err := s.store.LoadOrgKeyVersion(fctx, orgID, version)
+		if err != nil {
+			return nil, fmt.Errorf("load data key version %d of org %s: %w", version, orgID, err)
+		}
+		return s.unwrap(fctx, orgID, k)
+	})
+}
+
+// unwrap decrypts a stored key version with the provider and caches it.
+func (s *Sealer) unwrap(ctx context.Context, orgID uuid.UUID, k OrgKey) (*cachedKey, error) {
+	if err := k.validate(); err != nil {
+		return nil, fmt.Errorf("load data key version %d of org %s: stored key is invalid: %w", k.Version, orgID, err)
+	}
+	pt, err := s.provider.Decrypt(ctx, orgID, k.Wrapped, k.KeyID)
+	if err != nil {
+		return nil, fmt.Errorf("unwrap data key version %d of org %s: %w", k.Version, orgID, err)
+	}
+	if len(pt) != DataKeySize {
+		zero(pt)
+		return nil, fmt.Errorf("unwrap data key version %d of org %s: provider returned %d bytes, want %d", k.Version, orgID, len(pt), DataKeySize)
+	}
+	s.log.DebugContext(ctx, "unwrapped org data key",
+		slog.String("org_id", orgID.String()), slog.String("key_id", k.KeyID), slog.Int("key_version", int(k.Version)))
+	return s.cache.put(orgID, pt, k.Version, k.KeyID), nil
 }
 
 // flight runs fn once per key among concurrent callers. fn runs detached from the first

@@ -171,7 +171,9 @@ func (s *Service) GetOrg(ctx context.Context, orgID uuid.UUID) (Org, error) {
 	return org, nil
 }
 
-// KeyStore stores org data keys on the organizations row; it implements seal.KeyStore.
+// KeyStore stores org data keys in org_data_keys, one row per version, with the current version
+// on the organizations row; it implements seal.KeyStore. Rotation, re-wrapping and retirement of
+// versions are Service use cases (keys_rotation.go), audited in the same transactions.
 type KeyStore struct{ DB *db.DB }
 
 var _ seal.KeyStore = KeyStore{}
@@ -180,17 +182,14 @@ var _ seal.KeyStore = KeyStore{}
 func (k KeyStore) LoadOrgKey(ctx context.Context, orgID uuid.UUID) (seal.OrgKey, error) {
 	var out seal.OrgKey
 	err := k.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
-		row, err := q.GetOrgDataKey(ctx, orgID)
+		row, err := q.GetCurrentOrgDataKey(ctx, orgID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("organization %s: %w", orgID, seal.ErrNoOrgKey)
 		}
 		if err != nil {
 			return err
 		}
-		if row.WrappedDataKey == nil || row.DataKeyID == nil {
-			return seal.ErrNoOrgKey
-		}
-		out = seal.OrgKey{Wrapped: row.WrappedDataKey, KeyID: *row.DataKeyID, Version: row.DataKeyVersion}
+		out = seal.OrgKey{Wrapped: row.WrappedKey, KeyID: row.KeyID, Version: row.Version}
 		return nil
 	})
 	if err != nil {
@@ -199,19 +198,63 @@ func (k KeyStore) LoadOrgKey(ctx context.Context, orgID uuid.UUID) (seal.OrgKey,
 	return out, nil
 }
 
-// SaveOrgKey implements seal.KeyStore with insert-if-absent semantics.
-func (k KeyStore) SaveOrgKey(ctx context.Context, orgID uuid.UUID, key seal.OrgKey) (seal.OrgKey, error) {
+// LoadOrgKeyVersion implements seal.KeyStore.
+func (k KeyStore) LoadOrgKeyVersion(ctx context.Context, orgID uuid.UUID, version int32) (seal.OrgKey, error) {
 	var out seal.OrgKey
 	err := k.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
-		row, err := q.SetOrgDataKeyIfAbsent(ctx, dbq.SetOrgDataKeyIfAbsentParams{
-			ID: orgID, Wrapped: key.Wrapped, KeyID: key.KeyID, Version: key.Version})
+		row, err := q.GetOrgDataKeyVersion(ctx, dbq.GetOrgDataKeyVersionParams{OrgID: orgID, Version: version})
+		if errors.Is(err, pgx.ErrNoRows) {
+			org, err := q.GetOrganization(ctx, orgID)
+			switch {
+			case errors.Is(err, pgx.ErrNoRows):
+				return seal.ErrNoOrgKey
+			case err != nil:
+				return err
+			case org.DataKeyVersion == nil:
+				return seal.ErrNoOrgKey
+			}
+			return seal.ErrNoKeyVersion
+		}
 		if err != nil {
 			return err
 		}
-		if row.WrappedDataKey == nil || row.DataKeyID == nil {
-			return errors.New("data key was not stored")
+		if row.RetiredAt != nil || row.WrappedKey == nil {
+			return seal.ErrKeyVersionRetired
 		}
-		out = seal.OrgKey{Wrapped: row.WrappedDataKey, KeyID: *row.DataKeyID, Version: row.DataKeyVersion}
+		out = seal.OrgKey{Wrapped: row.WrappedKey, KeyID: row.KeyID, Version: row.Version}
+		return nil
+	})
+	if err != nil {
+		return seal.OrgKey{}, fmt.Errorf("load data key version %d of organization %s: %w", version, orgID, err)
+	}
+	return out, nil
+}
+
+// SaveOrgKey implements seal.KeyStore with insert-if-absent semantics: under the organization's
+// key lock, the key becomes version 1 only if the organization has no current version yet.
+func (k KeyStore) SaveOrgKey(ctx context.Context, orgID uuid.UUID, key seal.OrgKey) (seal.OrgKey, error) {
+	var out seal.OrgKey
+	err := k.DB.InOrg(ctx, orgID, func(q *dbq.Queries) error {
+		current, err := q.LockOrgKeyPointer(ctx, orgID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return errors.New("no such organization")
+		}
+		if err != nil {
+			return err
+		}
+		if current == nil {
+			if err := q.InsertOrgDataKey(ctx, dbq.InsertOrgDataKeyParams{OrgID: orgID, Version: 1, WrappedKey: key.Wrapped, KeyID: key.KeyID}); err != nil {
+				return fmt.Errorf("insert version 1: %w", err)
+			}
+			if err := q.SetCurrentOrgDataKey(ctx, dbq.SetCurrentOrgDataKeyParams{ID: orgID, Version: 1}); err != nil {
+				return fmt.Errorf("make version 1 current: %w", err)
+			}
+		}
+		row, err := q.GetCurrentOrgDataKey(ctx, orgID)
+		if err != nil {
+			return err
+		}
+		out = seal.OrgKey{Wrapped: row.WrappedKey, KeyID: row.KeyID, Version: row.Version}
 		return nil
 	})
 	if err != nil {

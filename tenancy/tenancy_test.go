@@ -64,7 +64,8 @@ func TestCreateOrgAndAuthenticate(t *testing.T) {
 	}
 	// The org has a wrapped data key and an audit row.
 	var keyID string
-	if err := testDB.Owner(t).QueryRow(ctx, `SELECT data_key_id FROM organizations WHERE id = $1`, org.ID).Scan(&keyID); err != nil || keyID == "" {
+	if err := testDB.Owner(t).QueryRow(ctx, `SELECT k.key_id FROM organizations o JOIN org_data_keys k ON k.org_id = o.id AND k.version = o.data_key_version
+		WHERE o.id = $1 AND k.version = 1 AND k.wrapped_key IS NOT NULL`, org.ID).Scan(&keyID); err != nil || keyID == "" {
 		t.Fatalf("data key id: %q %v", keyID, err)
 	}
 	var audits int

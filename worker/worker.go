@@ -97,6 +97,9 @@ func Register(r worker.Registry, acts *activities.Activities) {
 	r.RegisterWorkflow(workflows.ConnectionWorkflow)
 	r.RegisterWorkflow(workflows.RetentionWorkflow)
 	r.RegisterWorkflow(workflows.SupervisorWorkflow)
+	r.RegisterWorkflow(workflows.OrgKeyResealWorkflow)
+	r.RegisterWorkflow(workflows.KeyRotationWorkflow)
+	r.RegisterWorkflow(workflows.OrgKeyRewrapWorkflow)
 	acts.Register(r)
 }
 

@@ -24,7 +24,11 @@ import (
 // admin key, and for scripted key rotation. Every change is audited with a CLI actor.
 func keysCommand(ctx context.Context, cfg *config.Config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{"keys: expected `keys list`, `keys create` or `keys revoke`"}
+		return usageError{"keys: expected `keys list`, `keys create`, `keys revoke`, `keys data-keys`, `keys rotate-data-key`, " +
+			"`keys rewrap-data-keys` or `keys rotate-master-key`"}
+	}
+	if dataKeySubcommands[args[0]] {
+		return dataKeysCommand(ctx, cfg, args, stdout, stderr)
 	}
 	sub := args[0]
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)

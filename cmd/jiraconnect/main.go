@@ -1,6 +1,7 @@
 // Command jiraconnect is the production binary: `api`, `worker`, `migrate`, `orgs create`,
-// `keys list|create|revoke` and `version`. It never links the Temporal server (a test checks its
-// dependency list); the dev stack lives in cmd/jiraconnect-dev.
+// `keys list|create|revoke|data-keys|rotate-data-key|rewrap-data-keys|rotate-master-key` and
+// `version`. It never links the Temporal server (a test checks its dependency list); the dev stack
+// lives in cmd/jiraconnect-dev.
 package main
 
 import (
@@ -32,6 +33,17 @@ commands:
                          mint an API key and print it (shown once), e.g. to replace a lost admin key
   keys revoke --org ID --id KEY_ID [--force]
                          revoke an API key at once (--force for the organization's last admin key)
+  keys data-keys --org ID [--json]
+                         list the versions of an organization's data key (never key material)
+  keys rotate-data-key --org ID [--wait]
+                         rotate an organization's data key; a Temporal workflow re-seals its secrets
+                         and retires the old version (--wait follows it)
+  keys rewrap-data-keys [--wait]
+                         re-wrap every organization's data keys under the workers' current master key
+                         (after KMS_KEY_ID changed or the local master key was rotated)
+  keys rotate-master-key
+                         give the local keyring (KMS_PROVIDER=local) a new master key, keeping the old
+                         one to unwrap until the re-wrap
   version                print the version
 
 api, worker and orgs create log in with DATABASE_URL as the application role jiraconnect_app and

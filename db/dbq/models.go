@@ -211,13 +211,21 @@ type OauthState struct {
 	ConsumedAt   *time.Time
 }
 
+type OrgDataKey struct {
+	OrgID      uuid.UUID
+	Version    int32
+	WrappedKey []byte
+	KeyID      string
+	CreatedAt  time.Time
+	WrappedAt  time.Time
+	RetiredAt  *time.Time
+}
+
 type Organization struct {
 	ID             uuid.UUID
 	Name           string
 	CreatedAt      time.Time
-	WrappedDataKey []byte
-	DataKeyID      *string
-	DataKeyVersion int32
+	DataKeyVersion *int32
 }
 
 type WebhookDelivery struct {

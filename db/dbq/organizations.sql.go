@@ -36,44 +36,18 @@ func (q *Queries) CreateOrganization(ctx context.Context, arg CreateOrganization
 	return i, err
 }
 
-const getOrgDataKey = `-- name: GetOrgDataKey :one
-SELECT wrapped_data_key, data_key_id, data_key_version FROM organizations WHERE id = $1
-`
-
-type GetOrgDataKeyRow struct {
-	WrappedDataKey []byte
-	DataKeyID      *string
-	DataKeyVersion int32
-}
-
-func (q *Queries) GetOrgDataKey(ctx context.Context, id uuid.UUID) (GetOrgDataKeyRow, error) {
-	row := q.db.QueryRow(ctx, getOrgDataKey, id)
-	var i GetOrgDataKeyRow
-	err := row.Scan(&i.WrappedDataKey, &i.DataKeyID, &i.DataKeyVersion)
-	return i, err
-}
-
 const getOrganization = `-- name: GetOrganization :one
-SELECT id, name, created_at, data_key_id, data_key_version
+SELECT id, name, created_at, data_key_version
 FROM organizations WHERE id = $1
 `
 
-type GetOrganizationRow struct {
-	ID             uuid.UUID
-	Name           string
-	CreatedAt      time.Time
-	DataKeyID      *string
-	DataKeyVersion int32
-}
-
-func (q *Queries) GetOrganization(ctx context.Context, id uuid.UUID) (GetOrganizationRow, error) {
+func (q *Queries) GetOrganization(ctx context.Context, id uuid.UUID) (Organization, error) {
 	row := q.db.QueryRow(ctx, getOrganization, id)
-	var i GetOrganizationRow
+	var i Organization
 	err := row.Scan(
 		&i.ID,
 		&i.Name,
 		&i.CreatedAt,
-		&i.DataKeyID,
 		&i.DataKeyVersion,
 	)
 	return i, err
@@ -113,39 +87,4 @@ func (q *Queries) LockOrganization(ctx context.Context, id uuid.UUID) (uuid.UUID
 	row := q.db.QueryRow(ctx, lockOrganization, id)
 	err := row.Scan(&id)
 	return id, err
-}
-
-const setOrgDataKeyIfAbsent = `-- name: SetOrgDataKeyIfAbsent :one
-UPDATE organizations
-SET wrapped_data_key = CASE WHEN wrapped_data_key IS NULL THEN $1::bytea ELSE wrapped_data_key END,
-    data_key_id      = CASE WHEN wrapped_data_key IS NULL THEN $2::text ELSE data_key_id END,
-    data_key_version = CASE WHEN wrapped_data_key IS NULL THEN $3::integer ELSE data_key_version END
-WHERE id = $4
-RETURNING wrapped_data_key, data_key_id, data_key_version
-`
-
-type SetOrgDataKeyIfAbsentParams struct {
-	Wrapped []byte
-	KeyID   string
-	Version int32
-	ID      uuid.UUID
-}
-
-type SetOrgDataKeyIfAbsentRow struct {
-	WrappedDataKey []byte
-	DataKeyID      *string
-	DataKeyVersion int32
-}
-
-// Insert-if-absent: two racing creators converge on whichever key was stored first.
-func (q *Queries) SetOrgDataKeyIfAbsent(ctx context.Context, arg SetOrgDataKeyIfAbsentParams) (SetOrgDataKeyIfAbsentRow, error) {
-	row := q.db.QueryRow(ctx, setOrgDataKeyIfAbsent,
-		arg.Wrapped,
-		arg.KeyID,
-		arg.Version,
-		arg.ID,
-	)
-	var i SetOrgDataKeyIfAbsentRow
-	err := row.Scan(&i.WrappedDataKey, &i.DataKeyID, &i.DataKeyVersion)
-	return i, err
 }

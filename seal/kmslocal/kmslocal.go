@@ -64,10 +64,11 @@ type Server struct {
 	region  string
 	account string
 
-	mu      sync.Mutex
-	keys    map[uuid.UUID][]byte
-	aliases map[string]uuid.UUID // "alias/name" -> key
-	calls   map[string]int
+	mu       sync.Mutex
+	keys     map[uuid.UUID][]byte
+	disabled map[uuid.UUID]bool
+	aliases  map[string]uuid.UUID // "alias/name" -> key
+	calls    map[string]int
 }
 
 // New returns a server with no keys.
@@ -79,11 +80,12 @@ func New(opts Options) *Server {
 		opts.AccountID = "000000000000"
 	}
 	return &Server{
-		region:  opts.Region,
-		account: opts.AccountID,
-		keys:    make(map[uuid.UUID][]byte),
-		aliases: make(map[string]uuid.UUID),
-		calls:   make(map[string]int),
+		region:   opts.Region,
+		account:  opts.AccountID,
+		keys:     make(map[uuid.UUID][]byte),
+		disabled: make(map[uuid.UUID]bool),
+		aliases:  make(map[string]uuid.UUID),
+		calls:    make(map[string]int),
 	}
 }
 
@@ -132,12 +134,37 @@ func (s *Server) CreateAlias(alias, keyID string) error {
 	return nil
 }
 
+// DisableKey disables a key (any identifier form), as an operator does with an old master key
+// once nothing depends on it: every later operation with it fails with DisabledException, as in
+// KMS. EnableKey undoes it.
+func (s *Server) DisableKey(keyID string) error { return s.setDisabled(keyID, true) }
+
+// EnableKey re-enables a key disabled by DisableKey.
+func (s *Server) EnableKey(keyID string) error { return s.setDisabled(keyID, false) }
+
+func (s *Server) setDisabled(keyID string, disabled bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, ok := s.resolveLocked(keyID)
+	if !ok {
+		return fmt.Errorf("kmslocal key %q not found", keyID)
+	}
+	s.disabled[id] = disabled
+	return nil
+}
+
 // Calls returns how many requests for op (e.g. OpDecrypt) the server has received, successful
 // or not.
 func (s *Server) Calls(op string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[op]
+}
+
+func (s *Server) isDisabled(id uuid.UUID) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.disabled[id]
 }
 
 func (s *Server) keyARN(id uuid.UUID) string {
@@ -372,6 +399,9 @@ func (s *Server) decrypt(in decryptInput) (any, error) {
 	if !ok {
 		return nil, clientErr("InvalidCiphertextException", "ciphertext refers to an unknown key")
 	}
+	if s.isDisabled(embedded) {
+		return nil, clientErr("DisabledException", "%s is disabled", s.keyARN(embedded))
+	}
 	aead, err := newGCM(material)
 	if err != nil {
 		return nil, err
@@ -398,6 +428,9 @@ func (s *Server) seal(keyRef string, plaintext []byte, encCtx map[string]string)
 	s.mu.Unlock()
 	if !ok {
 		return nil, "", clientErr("NotFoundException", "key %q does not exist", keyRef)
+	}
+	if s.isDisabled(id) {
+		return nil, "", clientErr("DisabledException", "%s is disabled", s.keyARN(id))
 	}
 	aead, err := newGCM(material)
 	if err != nil {

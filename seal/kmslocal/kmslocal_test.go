@@ -246,3 +246,47 @@ func TestProtocolRejections(t *testing.T) {
 		t.Errorf("GenerateDataKey calls = %d, want 4", got)
 	}
 }
+
+// A disabled key refuses every operation with the real DisabledException until it is enabled
+// again, as in KMS; other keys are unaffected.
+func TestDisabledKey(t *testing.T) {
+	srv, key, client, _ := newClient(t)
+	ctx := context.Background()
+	other, err := srv.CreateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	encCtx := map[string]string{"org_id": "a"}
+	enc, err := client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key.ID), Plaintext: []byte("k"), EncryptionContext: encCtx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.DisableKey(key.ARN); err != nil {
+		t.Fatal(err)
+	}
+	var disabled *types.DisabledException
+	_, err = client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: encCtx})
+	if !errors.As(err, &disabled) {
+		t.Fatalf("decrypt under a disabled key: %v, want DisabledException", err)
+	}
+	_, err = client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(key.ID), Plaintext: []byte("k"), EncryptionContext: encCtx})
+	if !errors.As(err, &disabled) {
+		t.Fatalf("encrypt under a disabled key: %v, want DisabledException", err)
+	}
+	_, err = client.GenerateDataKey(ctx, &kms.GenerateDataKeyInput{KeyId: aws.String(key.ID), KeySpec: types.DataKeySpecAes256})
+	if !errors.As(err, &disabled) {
+		t.Fatalf("generate under a disabled key: %v, want DisabledException", err)
+	}
+	if _, err := client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(other.ID), Plaintext: []byte("k")}); err != nil {
+		t.Fatalf("another key is affected: %v", err)
+	}
+	if err := srv.EnableKey(key.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Decrypt(ctx, &kms.DecryptInput{CiphertextBlob: enc.CiphertextBlob, EncryptionContext: encCtx}); err != nil {
+		t.Fatalf("decrypt after EnableKey: %v", err)
+	}
+	if err := srv.DisableKey("alias/none"); err == nil {
+		t.Fatal("disabling an unknown key succeeded")
+	}
+}
