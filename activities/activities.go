@@ -14,6 +14,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // Activity names as registered with the worker. They equal the method names, which is also the
@@ -208,25 +209,10 @@ func (a *Activities) logger(ref ConnectionRef) *slog.Logger {
 
 func validRef(ref ConnectionRef) error {
 	if ref.OrgID == uuid.Nil || ref.ConnectionID == uuid.Nil {
-		return invalidInput("org_id and connection_id are required")
+		return failure.InvalidInput("org_id and connection_id are required")
 	}
 	return nil
 }
-
-// truncate bounds free text stored on runs, connections and audit rows.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut on a rune boundary.
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-// maxErrorText bounds error messages stored in Postgres and returned to the workflow.
-const maxErrorText = 2000
 
 func ptr[T any](v T) *T { return &v }
 

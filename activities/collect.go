@@ -17,6 +17,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/evidence"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jira/jql"
 )
@@ -246,11 +247,11 @@ func buildItems(in evidence.SyncResult) ([]evidence.Item, evidence.Report, error
 			case "projects", "total", "open", "resolved":
 				reasons[part] = append(reasons[part], p.Error())
 			default:
-				return nil, evidence.Report{}, fmt.Errorf("%w: %v", errBadConfig, err)
+				return nil, evidence.Report{}, fmt.Errorf("%w: %v", failure.ErrBadConfig, err)
 			}
 		}
 		reason := func(part string) string {
-			return "invalid data from Jira: " + truncate(strings.Join(reasons[part], "; "), 1000)
+			return "invalid data from Jira: " + failure.Truncate(strings.Join(reasons[part], "; "), 1000)
 		}
 		if _, bad := reasons["projects"]; bad {
 			in.Projects = evidence.ProjectCountPart{Error: reason("projects")}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
 )
 
@@ -132,7 +133,7 @@ func (a *Activities) findingSyncConnection(ctx context.Context, ref ConnectionRe
 	}
 	conn, err := connections.FromRow(row)
 	if err != nil {
-		return dbq.Connection{}, connections.Connection{}, fmt.Errorf("connection %s configuration: %w: %w", ref.ConnectionID, errBadConfig, err)
+		return dbq.Connection{}, connections.Connection{}, fmt.Errorf("connection %s configuration: %w: %w", ref.ConnectionID, failure.ErrBadConfig, err)
 	}
 	return row, conn, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jira/jql"
@@ -57,7 +58,7 @@ const (
 //     configuration problems (issue_create_forbidden, customfield_unknown, bad request, missing
 //     issue or transition, …) → kept on the link and the connection, audited, the item dropped
 //     until the configuration changes (EnqueueErroredLinks); reauth_required → the activity fails
-//     with ErrTypeReauthRequired and the queue is left as it is; anything else (5xx, transport,
+//     with failure.TypeReauthRequired and the queue is left as it is; anything else (5xx, transport,
 //     malformed answers, lost responses) → the item is delayed with exponential backoff and the
 //     batch goes on.
 //
@@ -70,7 +71,7 @@ func (a *Activities) DrainFindingQueue(ctx context.Context, in DrainInput) (Drai
 		return DrainResult{}, activityError(ctx, err)
 	}
 	if in.Max < 0 || in.Seq < 0 {
-		return DrainResult{}, activityError(ctx, invalidInput("max and seq must not be negative"))
+		return DrainResult{}, activityError(ctx, failure.InvalidInput("max and seq must not be negative"))
 	}
 	batch := in.Max
 	if batch == 0 {
@@ -103,7 +104,7 @@ func (a *Activities) DrainFindingQueue(ctx context.Context, in DrainInput) (Drai
 	client, _, err := a.conns.Client(ctx, in.OrgID, in.ConnectionID, stats)
 	if err != nil {
 		if conn.Kind == connections.KindCloudOAuth && a.conns.OAuth == nil {
-			err = errOAuthNotConfigured
+			err = failure.ErrOAuthNotConfigured
 		}
 		return DrainResult{}, activityError(ctx, err)
 	}
@@ -120,8 +121,8 @@ func (a *Activities) DrainFindingQueue(ctx context.Context, in DrainInput) (Drai
 		a.recordDrainRun(ctx, in, res, stats, runErr)
 	}
 	if runErr != nil {
-		f := classify(runErr)
-		log.Warn("finding queue drain failed", slog.String("error_type", f.errType), slog.String("error", f.msg),
+		f := failure.Classify(runErr)
+		log.Warn("finding queue drain failed", slog.String("error_type", f.Type), slog.String("error", f.Message),
 			slog.Int("jira_calls", res.JiraCalls), slog.Int("attempt", attempt(ctx)))
 		return DrainResult{}, activityError(ctx, runErr)
 	}
@@ -179,8 +180,8 @@ func (a *Activities) recordDrainRun(ctx context.Context, in DrainInput, res Drai
 	}
 	var errText, errKind *string
 	if runErr != nil {
-		f := classify(runErr)
-		outcome, errText, errKind = OutcomeFailed, &f.msg, &f.errType
+		f := failure.Classify(runErr)
+		outcome, errText, errKind = OutcomeFailed, &f.Message, &f.Type
 	}
 	rep, err := json.Marshal(drainReport{Created: res.Created, Transitions: res.Transitions, Unchanged: res.Unchanged,
 		Failed: res.Failed, Delayed: res.Delayed, RateLimited: res.RateLimited, CallsByOperation: stats.ByOp()})
@@ -550,7 +551,7 @@ func (d *drainer) keepKnownFrameworkOptions(ctx context.Context, f findings.Find
 		cancel()
 		switch {
 		case err != nil:
-			d.log.Warn("framework field options could not be read", slog.String("err", truncate(err.Error(), 300)))
+			d.log.Warn("framework field options could not be read", slog.String("err", failure.Truncate(err.Error(), 300)))
 		case rep.Fields[findings.RoleFrameworkRefs].FieldID != "":
 			d.frameworkOptions = map[string]bool{}
 			for _, v := range rep.Fields[findings.RoleFrameworkRefs].AllowedValues {
@@ -710,8 +711,8 @@ func (d *drainer) syncStatus(ctx context.Context, it dbq.DueQueueItemsAtRow, row
 	res, err := d.client.MoveTo(callCtx, key, dec.Target, 0)
 	cancel()
 	if err != nil {
-		f := classify(err)
-		if f.errType == ErrTypeConfig {
+		f := failure.Classify(err)
+		if f.Type == failure.TypeConfig {
 			// Jira refused: nothing to wait for an echo of.
 			if rerr := d.restorePush(ctx, before, nil); rerr != nil {
 				return itemOutcome{}, rerr
@@ -811,7 +812,7 @@ func (d *drainer) done(ctx context.Context, it dbq.DueQueueItemsAtRow, out itemO
 
 // delay puts the item back until the given time.
 func (d *drainer) delay(ctx context.Context, it dbq.DueQueueItemsAtRow, until time.Time, reason string) (itemOutcome, error) {
-	reason = truncate(reason, maxErrorText)
+	reason = failure.Truncate(reason, failure.MaxText)
 	err := d.a.db.InOrg(ctx, d.ref.OrgID, func(q *dbq.Queries) error {
 		return q.DelayQueueItem(ctx, dbq.DelayQueueItemParams{NotBefore: until.UTC(), LastError: &reason, ConnectionID: d.ref.ConnectionID, FindingID: it.FindingID})
 	})
@@ -826,15 +827,15 @@ func (d *drainer) jiraFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, fi
 	if ctx.Err() != nil {
 		return itemOutcome{}, err
 	}
-	f := classify(err)
+	f := failure.Classify(err)
 	kind := string(jira.KindOf(err))
 	log := d.log.With(slog.String("finding_id", findingID.String()), slog.String("kind", kind))
-	switch f.errType {
-	case ErrTypeReauthRequired:
+	switch f.Type {
+	case failure.TypeReauthRequired:
 		return itemOutcome{}, err
-	case ErrTypeConfig:
-		return d.configFailure(ctx, it, findingID, link, phase, kind, f.msg)
-	case ErrTypeRateLimited:
+	case failure.TypeConfig:
+		return d.configFailure(ctx, it, findingID, link, phase, kind, f.Message)
+	case failure.TypeRateLimited:
 		wait := jira.RetryDelay(err)
 		if wait <= 0 {
 			wait = defaultRateLimitDelay
@@ -844,13 +845,13 @@ func (d *drainer) jiraFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, fi
 		wait += rand.N(wait/5 + time.Millisecond)
 		if phase == phaseCreate {
 			// Jira answered 429/503: the create was not made, so the next attempt need not search.
-			if err := d.setLinkError(ctx, findingID, kind, createRejectedPrefix+f.msg); err != nil {
+			if err := d.setLinkError(ctx, findingID, kind, createRejectedPrefix+f.Message); err != nil {
 				return itemOutcome{}, err
 			}
 		}
 		log.Info("Jira rate-limited the finding push; stopping the batch", slog.Duration("retry_after", wait))
 		until := d.a.now().Add(wait)
-		o, err := d.delay(ctx, it, until, f.msg)
+		o, err := d.delay(ctx, it, until, f.Message)
 		if err != nil {
 			return o, err
 		}
@@ -868,8 +869,8 @@ func (d *drainer) jiraFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, fi
 	}
 	backoff := min(transientBackoffBase<<min(it.Attempts, 16), transientBackoffMax)
 	backoff += rand.N(backoff/5 + 1)
-	log.Info("finding push failed transiently; retrying later", slog.String("error", f.msg), slog.Duration("backoff", backoff))
-	return d.delay(ctx, it, d.a.now().Add(backoff), f.msg)
+	log.Info("finding push failed transiently; retrying later", slog.String("error", f.Message), slog.Duration("backoff", backoff))
+	return d.delay(ctx, it, d.a.now().Add(backoff), f.Message)
 }
 
 // configFailure keeps a configuration error on the link and the connection, audits it and drops
@@ -878,7 +879,7 @@ func (d *drainer) configFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, 
 	if phase == phaseCreate {
 		msg = createRejectedPrefix + msg
 	}
-	msg = truncate(msg, maxErrorText)
+	msg = failure.Truncate(msg, failure.MaxText)
 	err := d.a.db.InOrg(ctx, d.ref.OrgID, func(q *dbq.Queries) error {
 		if link != nil {
 			if err := q.SetLinkError(ctx, dbq.SetLinkErrorParams{LastError: &msg, LastErrorKind: &kind, FindingID: findingID, ConnectionID: d.ref.ConnectionID}); err != nil {
@@ -908,7 +909,7 @@ func (d *drainer) configFailure(ctx context.Context, it dbq.DueQueueItemsAtRow, 
 }
 
 func (d *drainer) setLinkError(ctx context.Context, findingID uuid.UUID, kind, msg string) error {
-	msg = truncate(msg, maxErrorText)
+	msg = failure.Truncate(msg, failure.MaxText)
 	err := d.a.db.InOrg(ctx, d.ref.OrgID, func(q *dbq.Queries) error {
 		return q.SetLinkError(ctx, dbq.SetLinkErrorParams{LastError: &msg, LastErrorKind: &kind, FindingID: findingID, ConnectionID: d.ref.ConnectionID})
 	})

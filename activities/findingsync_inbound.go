@@ -14,6 +14,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jira/jql"
@@ -78,7 +79,7 @@ func (a *Activities) ApplyJiraChanges(ctx context.Context, in ApplyInput) (Apply
 		return ApplyResult{}, activityError(ctx, err)
 	}
 	if len(in.Changes) > MaxApplyChanges {
-		return ApplyResult{}, activityError(ctx, invalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
+		return ApplyResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
 	}
 	_, conn, err := a.findingSyncConnection(ctx, in.ConnectionRef)
 	if err != nil {
@@ -229,7 +230,7 @@ func (a *Activities) applyChange(ctx context.Context, ref ConnectionRef, cfg fin
 			"from": row.Status, "to": string(d.Status), "jira_status": status.Name, "source": source,
 		}
 		if ch.DeliveryID != "" {
-			meta["delivery_id"] = truncate(ch.DeliveryID, 200)
+			meta["delivery_id"] = failure.Truncate(ch.DeliveryID, 200)
 		}
 		if _, err := audit.Record(ctx, q, audit.Entry{
 			OrgID: ref.OrgID, Actor: audit.Actor{Type: audit.ActorJira, ID: ls.IssueKey}, Action: ActionInboundChange,
@@ -306,14 +307,14 @@ func (a *Activities) ReconcileLinkedIssues(ctx context.Context, ref ConnectionRe
 		OrderBy: []jql.Order{jql.Asc("updated"), jql.Asc("id")},
 	}.Build()
 	if err != nil {
-		return ReconcileResult{}, activityError(ctx, fmt.Errorf("%w: reconciliation query: %v", errBadConfig, err))
+		return ReconcileResult{}, activityError(ctx, fmt.Errorf("%w: reconciliation query: %v", failure.ErrBadConfig, err))
 	}
 
 	stats := &jira.CallStats{}
 	client, _, err := a.conns.Client(ctx, ref.OrgID, ref.ConnectionID, stats)
 	if err != nil {
 		if conn.Kind == connections.KindCloudOAuth && a.conns.OAuth == nil {
-			err = errOAuthNotConfigured
+			err = failure.ErrOAuthNotConfigured
 		}
 		return ReconcileResult{}, activityError(ctx, err)
 	}
@@ -336,8 +337,8 @@ func (a *Activities) ReconcileLinkedIssues(ctx context.Context, ref ConnectionRe
 		p, err := client.Search(callCtx, jira.SearchRequest{JQL: query, Fields: []string{"status", "updated"}, MaxResults: reconcilePageSize, PageToken: token})
 		cancel()
 		if err != nil {
-			f := classify(err)
-			log.Warn("reconciliation search failed", slog.String("error_type", f.errType), slog.String("error", f.msg))
+			f := failure.Classify(err)
+			log.Warn("reconciliation search failed", slog.String("error_type", f.Type), slog.String("error", f.Message))
 			return ReconcileResult{}, activityError(ctx, err)
 		}
 		if err := a.reconcilePage(ctx, ref, cfg, p.Issues, &res, &apply, &lastUpdated, log); err != nil {

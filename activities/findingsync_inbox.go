@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // maxInboxCount bounds the count of pending inbox changes an inbox pass reports (Remaining): the
@@ -42,7 +43,7 @@ func (a *Activities) ApplyInboxChanges(ctx context.Context, in InboxInput) (Inbo
 		limit = DefaultInboxBatch
 	}
 	if limit > MaxApplyChanges {
-		return InboxResult{}, activityError(ctx, invalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
+		return InboxResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
 	}
 	ref := in.ConnectionRef
 	_, conn, err := a.findingSyncConnection(ctx, ref)

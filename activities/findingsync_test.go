@@ -14,6 +14,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
@@ -443,13 +444,13 @@ func TestDrainReauthLeavesTheQueue(t *testing.T) {
 	if err == nil {
 		t.Fatal("drain succeeded")
 	}
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeReauthRequired || !ae.NonRetryable() {
+	if ae := appError(t, err); ae.Type() != failure.TypeReauthRequired || !ae.NonRetryable() {
 		t.Errorf("error type %s", ae.Type())
 	}
 	if s.queueLen() != 1 {
 		t.Errorf("%d queue items", s.queueLen())
 	}
-	if runs := s.runs(s.ref.ConnectionID); len(runs) != 1 || runs[0].Outcome != activities.OutcomeFailed || deref(runs[0].ErrorKind) != activities.ErrTypeReauthRequired {
+	if runs := s.runs(s.ref.ConnectionID); len(runs) != 1 || runs[0].Outcome != activities.OutcomeFailed || deref(runs[0].ErrorKind) != failure.TypeReauthRequired {
 		t.Errorf("runs %+v", runs)
 	}
 }

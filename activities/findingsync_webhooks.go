@@ -13,6 +13,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jira/jql"
 )
@@ -65,13 +66,13 @@ func (a *Activities) webhooks(ctx context.Context, ref ConnectionRef, refresh bo
 		return WebhookResult{Skipped: true}, nil
 	}
 	if conn.Config.FindingSync != nil && a.publicURL == "" {
-		return WebhookResult{}, activityError(ctx, fmt.Errorf("%w: PUBLIC_URL is not set, so no webhook URL can be built", errBadConfig))
+		return WebhookResult{}, activityError(ctx, fmt.Errorf("%w: PUBLIC_URL is not set, so no webhook URL can be built", failure.ErrBadConfig))
 	}
 	stats := &jira.CallStats{}
 	client, _, err := a.conns.Client(ctx, ref.OrgID, ref.ConnectionID, stats)
 	if err != nil {
 		if a.conns.OAuth == nil {
-			err = errOAuthNotConfigured
+			err = failure.ErrOAuthNotConfigured
 		}
 		return WebhookResult{}, activityError(ctx, err)
 	}
@@ -84,8 +85,8 @@ func (a *Activities) webhooks(ctx context.Context, ref ConnectionRef, refresh bo
 	}
 	res, err := w.ensure(ctx, conn.Config.FindingSync.ProjectKey, refresh)
 	if err != nil {
-		f := classify(err)
-		log.Warn("dynamic webhook registration failed", slog.String("error_type", f.errType), slog.String("error", f.msg),
+		f := failure.Classify(err)
+		log.Warn("dynamic webhook registration failed", slog.String("error_type", f.Type), slog.String("error", f.Message),
 			slog.Int("jira_calls", stats.Total()))
 		return WebhookResult{}, activityError(ctx, err)
 	}
@@ -169,7 +170,7 @@ func (w *webhookSync) register(ctx context.Context, projectKey string, existing 
 	}
 	filter, err := jql.Query{Where: jql.Eq("project", projectKey)}.Build()
 	if err != nil {
-		return WebhookResult{}, fmt.Errorf("%w: webhook filter: %v", errBadConfig, err)
+		return WebhookResult{}, fmt.Errorf("%w: webhook filter: %v", failure.ErrBadConfig, err)
 	}
 	secrets, err := connections.NewWebhookSecrets(false)
 	if err != nil {
@@ -177,7 +178,7 @@ func (w *webhookSync) register(ctx context.Context, projectKey string, existing 
 	}
 	callback, err := url.JoinPath(w.a.publicURL, "webhooks", "jira", w.ref.ConnectionID.String(), secrets.URLSecret)
 	if err != nil {
-		return WebhookResult{}, fmt.Errorf("%w: PUBLIC_URL is not a URL", errBadConfig)
+		return WebhookResult{}, fmt.Errorf("%w: PUBLIC_URL is not a URL", failure.ErrBadConfig)
 	}
 	// The new secret's hash is stored before Jira can deliver with it.
 	if err := w.store(ctx, []int64{}, time.Time{}, connections.HashURLSecret(secrets.URLSecret)); err != nil {
@@ -197,7 +198,7 @@ func (w *webhookSync) register(ctx context.Context, projectKey string, existing 
 		if len(regs) == 1 {
 			msgs = regs[0].Errors
 		}
-		return WebhookResult{}, fmt.Errorf("%w: Jira refused the webhook: %s", errBadConfig, strings.Join(msgs, "; "))
+		return WebhookResult{}, fmt.Errorf("%w: Jira refused the webhook: %s", failure.ErrBadConfig, strings.Join(msgs, "; "))
 	}
 	ids := []int64{regs[0].ID}
 	// Registration does not say when the webhook expires; a refresh does.

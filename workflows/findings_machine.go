@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // This file is the finding ⇄ issue half of the connection's state machine. Per-finding state lives
@@ -231,7 +232,7 @@ func (st *step) clearFindingBackoff() {
 // reauthorizeFindings: new credentials; what failed on the old ones is tried at once.
 func (st *step) reauthorizeFindings() {
 	st.clearFindingBackoff()
-	if st.s.FindingErrorType == activities.ErrTypeReauthRequired {
+	if st.s.FindingErrorType == failure.TypeReauthRequired {
 		st.clearFindingError()
 	}
 }
@@ -308,7 +309,7 @@ func (st *step) findingFailed(e FindingFinished) {
 	// What the operation consumed when it started is wanted again.
 	switch e.Op {
 	case FindingOpApply:
-		if e.ErrorType == activities.ErrTypeInvalidInput {
+		if e.ErrorType == failure.TypeInvalidInput {
 			// The batch itself is refused: reconciliation reads the same truth from Jira.
 			s.ReconcileNeeded = true
 		} else {
@@ -326,7 +327,7 @@ func (st *step) findingFailed(e FindingFinished) {
 	s.FindingErrorOp, s.FindingErrorType, s.FindingError = e.Op, e.ErrorType, truncate(e.Message)
 	st.mirror = true
 	switch e.ErrorType {
-	case activities.ErrTypeReauthRequired:
+	case failure.TypeReauthRequired:
 		// The same wait as a sync's: no Jira-calling work until re-authorization. The queue and
 		// the flags stay, so everything resumes then.
 		if s.Status == StatusActive {
@@ -334,7 +335,7 @@ func (st *step) findingFailed(e FindingFinished) {
 			st.actions = append(st.actions, ActionNeedsReauth)
 		}
 		return
-	case activities.ErrTypeConfig, activities.ErrTypeInvalidInput:
+	case failure.TypeConfig, failure.TypeInvalidInput:
 		// Not retried in a loop: tried again after a reconciliation interval (as a permission
 		// fixed on the Jira side is picked up) or at once when the configuration changes.
 		if webhook {

@@ -9,6 +9,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // This file is the connection's state machine: plain Go, no workflow APIs, so every scheduling
@@ -396,7 +397,7 @@ func Step(s State, ev Event, now time.Time) (State, []Command) {
 			return s, nil
 		}
 		st.finished(e)
-		if e.ErrorType == activities.ErrTypeRevoked {
+		if e.ErrorType == failure.TypeRevoked {
 			// Revoked while syncing: the revoke already cleaned up; record the run and end.
 			return st.endRevoked(nil)
 		}
@@ -417,7 +418,7 @@ func Step(s State, ev Event, now time.Time) (State, []Command) {
 			return s, nil
 		}
 		st.findingFinished(e)
-		if e.ErrorType == activities.ErrTypeRevoked {
+		if e.ErrorType == failure.TypeRevoked {
 			// The connection was revoked under the activity: the revoke cleaned up; end.
 			return st.endRevoked(nil)
 		}
@@ -462,7 +463,7 @@ func (st *step) loaded(snap activities.ConnectionSnapshot) {
 		s.ConfigReloadPending = false
 		// A sync that failed on configuration was not retried; the new configuration is the
 		// first reason to believe it could work, so try at once instead of waiting a cadence.
-		if s.LastErrorType == activities.ErrTypeConfig && s.Status == StatusActive && s.RunningSeq == 0 {
+		if s.LastErrorType == failure.TypeConfig && s.Status == StatusActive && s.RunningSeq == 0 {
 			st.request(TriggerSchedule)
 		}
 	}
@@ -575,7 +576,7 @@ func (st *step) finished(e SyncFinished) {
 	s.LastErrorType, s.LastError = e.ErrorType, msg
 	st.early = append(st.early, CmdRecordFailure{Seq: e.Seq, ErrorType: e.ErrorType, Message: msg})
 	switch e.ErrorType {
-	case activities.ErrTypeReauthRequired:
+	case failure.TypeReauthRequired:
 		if s.Status != StatusNeedsReauth { // a finding activity may have found out first
 			s.Status = StatusNeedsReauth
 			st.actions = append(st.actions, ActionNeedsReauth)
