@@ -4,34 +4,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // Finding-sync contract between the connection workflow and its activities. As everywhere in this
 // package, only ids, statuses, counts and error kinds cross it — never finding content or
 // credentials — and per-finding state lives in Postgres (finding_sync_queue,
 // finding_issue_links), so the workflow's own state stays O(1) however many findings there are.
-
-// JiraStatus is a Jira issue status as the workflow and activities need it.
-type JiraStatus struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	CategoryKey string `json:"category_key"`
-}
-
-// JiraIssueChange is one accepted webhook delivery (or reconciliation observation) about an
-// issue: ids, the issue's status after the change and ordering information. Its JSON form is also
-// what the webhook inbox stores (webhook_deliveries.change).
-type JiraIssueChange struct {
-	DeliveryID      string     `json:"delivery_id"`
-	Event           string     `json:"event"`
-	IssueID         string     `json:"issue_id"`
-	IssueKey        string     `json:"issue_key"`
-	Status          JiraStatus `json:"status"`
-	StatusChanged   bool       `json:"status_changed"`
-	FromStatusName  string     `json:"from_status_name,omitempty"`
-	TimestampMillis int64      `json:"timestamp_millis"`
-	ReceivedAt      time.Time  `json:"received_at"`
-}
 
 // DrainInput asks for one batch of the connection's finding queue to be pushed to Jira.
 type DrainInput struct {
@@ -72,7 +52,7 @@ type DrainResult struct {
 // ApplyInput hands inbound issue changes to ApplyJiraChanges (in delivery order).
 type ApplyInput struct {
 	ConnectionRef
-	Changes []JiraIssueChange `json:"changes"`
+	Changes []findings.IssueChange `json:"changes"`
 }
 
 // ApplyResult reports what the changes did.

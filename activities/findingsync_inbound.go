@@ -129,13 +129,10 @@ func count(res *ApplyResult, out inboundOutcome) {
 // applied it (inboundDone) and nothing else happens; otherwise the report's effect commits with
 // the mark or not at all, so an inbox change applies exactly once however often a pass is retried
 // or interrupted. A report that cannot apply (no issue, no status) is still claimed.
-func (a *Activities) applyChange(ctx context.Context, ref ConnectionRef, cfg findings.SyncConfig, ch JiraIssueChange, source string, log *slog.Logger,
+func (a *Activities) applyChange(ctx context.Context, ref ConnectionRef, cfg findings.SyncConfig, ch findings.IssueChange, source string, log *slog.Logger,
 	claim func(q *dbq.Queries) (bool, error)) (inboundOutcome, error) {
-	at := time.UnixMilli(ch.TimestampMillis).UTC()
-	if ch.TimestampMillis <= 0 {
-		at = ch.ReceivedAt.UTC()
-	}
-	status := findings.JiraStatus{ID: ch.Status.ID, Name: ch.Status.Name, CategoryKey: ch.Status.CategoryKey}
+	at := ch.At()
+	status := ch.Status
 	applicable := ch.IssueID != "" && !status.IsZero() && !at.IsZero()
 	if !applicable && claim == nil {
 		return inboundIgnored, nil
@@ -410,12 +407,7 @@ func (a *Activities) reconcilePage(ctx context.Context, ref ConnectionRef, cfg f
 		if !linked[is.ID] || is.Fields.Status == nil || is.Fields.Updated.IsZero() {
 			continue
 		}
-		st := is.Fields.Status
-		ch := JiraIssueChange{
-			Event: sourceReconcile, IssueID: is.ID, IssueKey: is.Key,
-			Status:          JiraStatus{ID: st.ID, Name: st.Name, CategoryKey: st.Category.Key},
-			TimestampMillis: is.Fields.Updated.UnixMilli(), ReceivedAt: a.now().UTC(),
-		}
+		ch := findings.ChangeFromIssue(is, a.now())
 		out, err := a.applyChange(ctx, ref, cfg, ch, sourceReconcile, log, nil)
 		if err != nil {
 			return err

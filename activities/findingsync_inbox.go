@@ -8,6 +8,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // maxInboxCount bounds the count of pending inbox changes an inbox pass reports (Remaining): the
@@ -84,12 +85,12 @@ func (a *Activities) ApplyInboxChanges(ctx context.Context, in InboxInput) (Inbo
 			if err := ctx.Err(); err != nil {
 				return res, activityError(ctx, err)
 			}
-			var ch JiraIssueChange
+			var ch findings.IssueChange
 			if err := json.Unmarshal(row.Change, &ch); err != nil {
 				// The bridge never stores such a change; an unreadable one cannot apply, and must
 				// not hold up the rest of the inbox: it is claimed and counted as ignored.
 				log.Warn("unreadable webhook inbox change; marked applied", slog.Int64("seq", row.Seq))
-				ch = JiraIssueChange{}
+				ch = findings.IssueChange{}
 			}
 			if ch.DeliveryID == "" {
 				ch.DeliveryID = row.DeliveryID

@@ -23,7 +23,7 @@ import (
 
 // storeInbox stores changes in the connection's webhook inbox exactly as the webhook bridge does
 // (RecordWebhookDelivery with the change's JSON); it returns how many were new deliveries.
-func storeInbox(t *testing.T, h *harness, ref activities.ConnectionRef, chs ...activities.JiraIssueChange) int {
+func storeInbox(t *testing.T, h *harness, ref activities.ConnectionRef, chs ...findings.IssueChange) int {
 	t.Helper()
 	ctx := context.Background()
 	stored := 0
@@ -67,9 +67,9 @@ func pendingInbox(h *harness, ref activities.ConnectionRef) int {
 
 // humanMoves moves the issue through statuses as a person would and returns the one delivery
 // each move produced, in order.
-func (s *syncSite) humanMoves(key string, statuses ...string) []activities.JiraIssueChange {
+func (s *syncSite) humanMoves(key string, statuses ...string) []findings.IssueChange {
 	s.t.Helper()
-	var out []activities.JiraIssueChange
+	var out []findings.IssueChange
 	for _, to := range statuses {
 		if err := s.srv.TransitionAsHuman(key, to); err != nil {
 			s.t.Fatal(err)
@@ -227,7 +227,7 @@ func TestApplyInboxExactlyOnceAcrossAnInterruptedPass(t *testing.T) {
 	key := s.mustIssue(id).Key
 	s.changes()
 	cycle := []string{"In Progress", "Won't Do", "To Do", "In Progress", "Cancelled", "To Do"}
-	var moves []activities.JiraIssueChange
+	var moves []findings.IssueChange
 	for range 4 {
 		moves = append(moves, s.humanMoves(key, cycle...)...)
 	}
@@ -263,7 +263,7 @@ func TestApplyInboxExactlyOnceAcrossAnInterruptedPass(t *testing.T) {
 	}
 
 	// Two passes at once over a new backlog.
-	var more []activities.JiraIssueChange
+	var more []findings.IssueChange
 	for range 3 {
 		more = append(more, s.humanMoves(key, cycle...)...)
 	}
@@ -321,11 +321,11 @@ func TestApplyInboxWithoutFindingSync(t *testing.T) {
 	h := newHarness(t)
 	srv := startSim(t, jirasim.Cloud, h.log)
 	ref := h.connect(connections.KindCloudToken, srv, nil)
-	var chs []activities.JiraIssueChange
+	var chs []findings.IssueChange
 	for i := range 7 {
-		chs = append(chs, activities.JiraIssueChange{
+		chs = append(chs, findings.IssueChange{
 			DeliveryID: fmt.Sprintf("d-%d", i), Event: "jira:issue_updated", IssueID: fmt.Sprint(10000 + i), IssueKey: fmt.Sprintf("SEC-%d", i),
-			Status: activities.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"}, StatusChanged: true,
+			Status: findings.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"}, StatusChanged: true,
 			TimestampMillis: time.Now().UnixMilli(), ReceivedAt: time.Now().UTC(),
 		})
 	}

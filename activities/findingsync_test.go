@@ -642,7 +642,7 @@ func TestEchoOfAPushWhoseAnswerWasLost(t *testing.T) {
 	if len(echoes) != 2 {
 		t.Fatalf("%d deliveries of the lost push", len(echoes))
 	}
-	for _, order := range [][]activities.JiraIssueChange{{echoes[1], echoes[0]}, {echoes[0], echoes[1]}} {
+	for _, order := range [][]findings.IssueChange{{echoes[1], echoes[0]}, {echoes[0], echoes[1]}} {
 		if res := s.apply(order...); res.Applied != 0 || res.Requeued != 0 {
 			t.Errorf("echoes of the lost push applied: %+v", res)
 		}
@@ -674,9 +674,9 @@ func TestApplyKeepsANewerPlatformChange(t *testing.T) {
 	// The finding is resolved through the API; before its push, a webhook arrives about a change
 	// a person made a minute earlier.
 	s.setStatus(id, findings.StatusResolved)
-	res := s.apply(activities.JiraIssueChange{
+	res := s.apply(findings.IssueChange{
 		DeliveryID: "late-1", Event: "jira:issue_updated", IssueID: is.ID, IssueKey: is.Key, StatusChanged: true,
-		Status:          activities.JiraStatus{ID: jirasim.StatusWontDo, Name: "Won't Do", CategoryKey: "done"},
+		Status:          findings.JiraStatus{ID: jirasim.StatusWontDo, Name: "Won't Do", CategoryKey: "done"},
 		TimestampMillis: time.Now().Add(-time.Minute).UnixMilli(),
 	})
 	if res.Requeued != 1 || res.Applied != 0 {

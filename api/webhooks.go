@@ -23,8 +23,8 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jira/webhook"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 // DefaultWebhookMaxBytes caps webhook bodies.
@@ -113,17 +113,7 @@ func (s *Server) jiraWebhook(c echo.Context) error {
 		sum := sha256.Sum256(body)
 		deliveryID = "sha256:" + hex.EncodeToString(sum[:])
 	}
-	change := workflows.JiraIssueChange{
-		DeliveryID: deliveryID, Event: string(ev.Type), IssueID: ev.IssueID, IssueKey: ev.IssueKey,
-		TimestampMillis: ev.TimestampMillis, ReceivedAt: time.Now().UTC(),
-	}
-	if ev.Status != nil {
-		change.Status = workflows.JiraStatus{ID: ev.Status.ID, Name: ev.Status.Name, CategoryKey: ev.Status.CategoryKey}
-	}
-	if ev.StatusChange != nil {
-		change.StatusChanged = true
-		change.FromStatusName = ev.StatusChange.FromName
-	}
+	change := findings.ChangeFromWebhook(deliveryID, ev, time.Now())
 	stored, err := json.Marshal(change)
 	if err != nil {
 		return fmt.Errorf("encode change of webhook delivery for connection %s: %w", connID, err)

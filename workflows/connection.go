@@ -14,6 +14,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // TaskQueue is where connection workflows and their activities run.
@@ -444,7 +445,7 @@ func (r *runner) drainSignals() bool {
 		got = true
 	}
 	for {
-		var change JiraIssueChange
+		var change findings.IssueChange
 		if !r.issueCh.ReceiveAsync(&change) {
 			break
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // This file is the finding ⇄ issue half of the connection's state machine. Per-finding state lives
@@ -86,7 +87,7 @@ type FindingCarried struct {
 
 	// Inbound holds the issue changes received by signal (SignalJiraIssueChanged) and not yet
 	// applied, in arrival order; at most MaxInboundBuffer.
-	Inbound []activities.JiraIssueChange `json:"inbound,omitempty"`
+	Inbound []findings.IssueChange `json:"inbound,omitempty"`
 	// InboxPending says the webhook inbox may hold pending changes: set by an inbox nudge, by a
 	// reconciliation tick (in runs with InboxChecks) and by an inbox pass that left changes
 	// behind. Consumed when ApplyInboxChanges starts, so a nudge during the pass runs another.
@@ -130,7 +131,7 @@ type (
 	// FindingsPending is the findings-pending signal: the queue has work.
 	FindingsPending struct{}
 	// JiraIssueChanged is the jira-issue-changed signal.
-	JiraIssueChanged struct{ Change activities.JiraIssueChange }
+	JiraIssueChanged struct{ Change findings.IssueChange }
 	// InboxNudged is the inbox-nudge signal: the webhook inbox has new changes.
 	InboxNudged struct{}
 	// FindingFinished reports the end of the finding operation Op: its result, or an ErrorType and
@@ -163,7 +164,7 @@ type (
 	// FindingFinished. Changes is the batch for FindingOpApply, Seq the number of a drain.
 	CmdStartFinding struct {
 		Op      string
-		Changes []activities.JiraIssueChange
+		Changes []findings.IssueChange
 		Seq     int64
 	}
 	// CmdCancelFinding cancels the finding activity in flight and waits until it has stopped.
@@ -175,7 +176,7 @@ func (CmdCancelFinding) isCommand() {}
 
 // issueChanged buffers an inbound change, or trades the whole buffer for a reconciliation when it
 // is full. A change without an issue id cannot be applied and is ignored.
-func (st *step) issueChanged(c activities.JiraIssueChange) {
+func (st *step) issueChanged(c findings.IssueChange) {
 	s := &st.s
 	if c.IssueID == "" {
 		return
@@ -191,7 +192,7 @@ func (st *step) issueChanged(c activities.JiraIssueChange) {
 
 // requeueChanges puts the changes of a failed apply back before those received since, within
 // the buffer's bound (beyond it, reconciliation takes over as for any overflow).
-func (st *step) requeueChanges(batch []activities.JiraIssueChange) {
+func (st *step) requeueChanges(batch []findings.IssueChange) {
 	s := &st.s
 	if len(batch)+len(s.Inbound) > MaxInboundBuffer {
 		s.Inbound, s.ReconcileNeeded = nil, true

@@ -9,20 +9,21 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // change is an inbound issue change as the webhook bridge sends it.
-func change(n int) activities.JiraIssueChange {
-	return activities.JiraIssueChange{
+func change(n int) findings.IssueChange {
+	return findings.IssueChange{
 		DeliveryID: fmt.Sprintf("delivery-%d", n), Event: "jira:issue_updated",
 		IssueID: fmt.Sprint(10000 + n), IssueKey: fmt.Sprintf("SEC-%d", n),
-		Status:        activities.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"},
+		Status:        findings.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"},
 		StatusChanged: true, TimestampMillis: t0.UnixMilli() + int64(n),
 	}
 }
 
-func changes(n int) []activities.JiraIssueChange {
-	out := make([]activities.JiraIssueChange, n)
+func changes(n int) []findings.IssueChange {
+	out := make([]findings.IssueChange, n)
 	for i := range out {
 		out[i] = change(i + 1)
 	}
@@ -171,7 +172,7 @@ func TestFindingStep(t *testing.T) {
 		},
 		{
 			name: "a change without an issue id is ignored", state: loaded(),
-			event: JiraIssueChanged{Change: activities.JiraIssueChange{DeliveryID: "x"}}, now: h,
+			event: JiraIssueChanged{Change: findings.IssueChange{DeliveryID: "x"}}, now: h,
 			want: []string{},
 		},
 		{
@@ -608,7 +609,7 @@ func TestFindingStep(t *testing.T) {
 		{
 			name: "a failed apply puts its batch back before the changes received since",
 			state: with(lane(findingOn(), FindingOpApply), func(s *State) {
-				s.Applying, s.Inbound = changes(2), []activities.JiraIssueChange{change(3)}
+				s.Applying, s.Inbound = changes(2), []findings.IssueChange{change(3)}
 			}),
 			event: FindingFinished{Op: FindingOpApply, ErrorType: failure.TypeTransient}, now: t0.Add(time.Minute),
 			want: []string{"mirror active stale=false err=transient"},
@@ -708,7 +709,7 @@ func TestFindingStep(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.state
-			beforeInbound := append([]activities.JiraIssueChange(nil), tc.state.Inbound...)
+			beforeInbound := append([]findings.IssueChange(nil), tc.state.Inbound...)
 			got, cmds := Step(tc.state, tc.event, tc.now)
 			if d := describe(cmds); !reflect.DeepEqual(d, tc.want) {
 				t.Errorf("commands:\n got  %q\n want %q", d, tc.want)
@@ -716,7 +717,7 @@ func TestFindingStep(t *testing.T) {
 			if tc.check != nil {
 				tc.check(t, got)
 			}
-			if !reflect.DeepEqual(before, tc.state) || !reflect.DeepEqual(beforeInbound, append([]activities.JiraIssueChange(nil), tc.state.Inbound...)) {
+			if !reflect.DeepEqual(before, tc.state) || !reflect.DeepEqual(beforeInbound, append([]findings.IssueChange(nil), tc.state.Inbound...)) {
 				t.Errorf("Step mutated its input state")
 			}
 			if !got.Ended && got.Loaded {

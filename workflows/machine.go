@@ -10,6 +10,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // This file is the connection's state machine: plain Go, no workflow APIs, so every scheduling
@@ -139,7 +140,7 @@ type State struct {
 	LastFindingOp  string
 	// Applying is the batch of inbound changes the apply in flight was given, put back into the
 	// buffer if it fails. Not carried: a run continues as new only when no activity is in flight.
-	Applying []activities.JiraIssueChange
+	Applying []findings.IssueChange
 	// InboxChecks makes each reconciliation tick also check the webhook inbox. The workflow sets
 	// it for runs whose history carries the inbox version marker (workflow.GetVersion): a run
 	// recorded before the inbox existed must replay without the extra activity. Inbox nudges are
