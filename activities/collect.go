@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/evidence"
@@ -278,17 +276,8 @@ func buildItems(in evidence.SyncResult) ([]evidence.Item, evidence.Report, error
 func (a *Activities) notRevoked(ref ConnectionRef) revokedCheck {
 	return func(ctx context.Context) error {
 		return a.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
-			row, err := q.GetConnection(ctx, ref.ConnectionID)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrNotFound)
-			}
-			if err != nil {
-				return fmt.Errorf("check connection %s: %w", ref.ConnectionID, err)
-			}
-			if row.DeletedAt != nil || row.Status == string(connections.StatusRevoked) {
-				return fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrRevoked)
-			}
-			return nil
+			_, err := connections.RequireLive(ctx, q, ref.ConnectionID)
+			return err
 		})
 	}
 }

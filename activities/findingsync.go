@@ -2,12 +2,10 @@ package activities
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/jiraconnect/jiraconnect/connections"
@@ -119,17 +117,11 @@ func (a *Activities) findingSyncConnection(ctx context.Context, ref ConnectionRe
 	var row dbq.Connection
 	err := a.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
 		var err error
-		row, err = q.GetConnection(ctx, ref.ConnectionID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrNotFound)
-		}
+		row, err = connections.RequireLive(ctx, q, ref.ConnectionID)
 		return err
 	})
 	if err != nil {
-		return dbq.Connection{}, connections.Connection{}, fmt.Errorf("load connection %s: %w", ref.ConnectionID, err)
-	}
-	if row.DeletedAt != nil || row.Status == string(connections.StatusRevoked) {
-		return dbq.Connection{}, connections.Connection{}, fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrRevoked)
+		return dbq.Connection{}, connections.Connection{}, err
 	}
 	conn, err := connections.FromRow(row)
 	if err != nil {

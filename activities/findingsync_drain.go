@@ -350,7 +350,9 @@ func (d *drainer) item(ctx context.Context, it dbq.DueQueueItemsAtRow) (itemOutc
 	var link *dbq.FindingIssueLink
 	gone := false
 	err := d.a.db.InOrg(ctx, d.ref.OrgID, func(q *dbq.Queries) error {
-		if err := liveConnection(ctx, q, d.ref.ConnectionID); err != nil {
+		// Checked before each item, so that no Jira call follows a committed revoke for longer
+		// than one item.
+		if _, err := connections.RequireLive(ctx, q, d.ref.ConnectionID); err != nil {
 			return err
 		}
 		var err error
@@ -401,22 +403,6 @@ func (d *drainer) item(ctx context.Context, it dbq.DueQueueItemsAtRow) (itemOutc
 	o, err := d.syncStatus(ctx, it, row, *link)
 	o.created = out.created
 	return o, err
-}
-
-// liveConnection refuses a revoked or missing connection (checked before each item, so that no
-// Jira call follows a committed revoke for longer than one item).
-func liveConnection(ctx context.Context, q *dbq.Queries, connID uuid.UUID) error {
-	row, err := q.GetConnection(ctx, connID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("connection %s: %w", connID, connections.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("check connection %s: %w", connID, err)
-	}
-	if row.DeletedAt != nil || row.Status == string(connections.StatusRevoked) {
-		return fmt.Errorf("connection %s: %w", connID, connections.ErrRevoked)
-	}
-	return nil
 }
 
 // claimIntent records the create intent in its own committed transaction.

@@ -258,7 +258,7 @@ func (w *webhookSync) store(ctx context.Context, ids []int64, exp time.Time, sec
 		expPtr = &e
 	}
 	err := w.a.db.InOrg(ctx, w.ref.OrgID, func(q *dbq.Queries) error {
-		if err := liveConnection(ctx, q, w.ref.ConnectionID); err != nil {
+		if _, err := connections.RequireLive(ctx, q, w.ref.ConnectionID); err != nil {
 			return err
 		}
 		return q.SetDynamicWebhooks(ctx, dbq.SetDynamicWebhooksParams{ID: w.ref.ConnectionID, Ids: ids, ExpiresAt: expPtr, SecretHash: secretHash})

@@ -32,7 +32,7 @@ func (a *Activities) LoadConnection(ctx context.Context, ref ConnectionRef) (Con
 	}
 	snap := ConnectionSnapshot{
 		Status:         string(conn.Status),
-		Revoked:        conn.Status == connections.StatusRevoked || conn.DeletedAt != nil,
+		Revoked:        !connections.Live(conn.Status, conn.DeletedAt != nil),
 		SyncCadence:    conn.Config.SyncCadence.D(),
 		StaleThreshold: conn.Config.StaleThreshold.D(),
 		FindingSync:    conn.Config.FindingSync != nil,
@@ -100,13 +100,13 @@ func (a *Activities) SetConnectionState(ctx context.Context, in StateUpdate) err
 	}
 	skipped, audited := false, false
 	err := a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {
-		before, err := q.LockConnection(ctx, in.ConnectionID)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && (before.DeletedAt != nil || before.Status == string(connections.StatusRevoked))) {
+		before, err := connections.LockLive(ctx, q, in.ConnectionID)
+		if errors.Is(err, connections.ErrNotFound) || errors.Is(err, connections.ErrRevoked) {
 			skipped = true
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("lock connection: %w", err)
+			return err
 		}
 		if in.Status == string(connections.StatusRevoked) {
 			// Mirroring "revoked" onto an already revoked row (above) is a harmless no-op; onto a

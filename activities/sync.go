@@ -133,7 +133,9 @@ func (a *Activities) sync(ctx context.Context, in SyncInput, run dbq.ConnectorRu
 	rep := runReport{Outcome: outcome, Types: report.Types, Observed: len(items), CallsByOperation: stats.ByOp()}
 	var finished dbq.ConnectorRun
 	err = a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {
-		if err := lockLive(ctx, q, in.ConnectionID); err != nil {
+		// Revoke takes the same lock: evidence is never written after a revoke committed, even by
+		// a sync whose Jira calls were already done.
+		if _, err := connections.LockLive(ctx, q, in.ConnectionID); err != nil {
 			return err
 		}
 		for _, it := range items {
@@ -225,23 +227,6 @@ func storeItem(ctx context.Context, q *dbq.Queries, orgID, connID, runID uuid.UU
 		return false, fmt.Errorf("record observation of %s evidence %q: %w", it.Type, it.Subject, err)
 	}
 	return created, nil
-}
-
-// lockLive locks the connection row for the rest of the transaction and refuses a revoked or
-// missing connection. Revoke takes the same lock, so evidence is never written after a revoke
-// committed, even by a sync whose Jira calls were already done.
-func lockLive(ctx context.Context, q *dbq.Queries, connID uuid.UUID) error {
-	row, err := q.LockConnection(ctx, connID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("connection %s: %w", connID, connections.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("lock connection %s: %w", connID, err)
-	}
-	if row.DeletedAt != nil || row.Status == string(connections.StatusRevoked) {
-		return fmt.Errorf("connection %s: %w", connID, connections.ErrRevoked)
-	}
-	return nil
 }
 
 // connectionInOrg checks that the connection exists in the transaction's org. Foreign keys are

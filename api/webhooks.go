@@ -67,7 +67,7 @@ func (s *Server) jiraWebhook(c echo.Context) error {
 	}
 	ctx := req.Context()
 	target, err := s.deps.DB.System().WebhookTarget(ctx, connID)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (target.Deleted || target.Status == string(connections.StatusRevoked))) {
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !connections.Live(connections.Status(target.Status), target.Deleted)) {
 		return errNotFound("connection")
 	}
 	if err != nil {
