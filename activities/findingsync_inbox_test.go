@@ -2,7 +2,6 @@ package activities_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,30 +15,24 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
-	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/findingsync"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
 
 // storeInbox stores changes in the connection's webhook inbox exactly as the webhook bridge does
-// (RecordWebhookDelivery with the change's JSON); it returns how many were new deliveries.
+// (findingsync.RecordDelivery); it returns how many were new deliveries.
 func storeInbox(t *testing.T, h *harness, ref activities.ConnectionRef, chs ...findings.IssueChange) int {
 	t.Helper()
-	ctx := context.Background()
 	stored := 0
 	for _, ch := range chs {
-		b, err := json.Marshal(ch)
+		inserted, err := findingsync.RecordDelivery(context.Background(), h.db, findingsync.Delivery{
+			OrgID: ref.OrgID, ConnectionID: ref.ConnectionID, Change: ch})
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = h.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
-			n, err := q.RecordWebhookDelivery(ctx, dbq.RecordWebhookDeliveryParams{
-				OrgID: ref.OrgID, ConnectionID: ref.ConnectionID, DeliveryID: ch.DeliveryID, Change: b})
-			stored += int(n)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
+		if inserted {
+			stored++
 		}
 	}
 	return stored
@@ -89,7 +82,7 @@ func (s *syncSite) inboundAudits(id uuid.UUID) (tos, deliveries []string) {
 	s.t.Helper()
 	rows, err := s.owner().Query(context.Background(),
 		`SELECT metadata->>'to', metadata->>'delivery_id' FROM audit_log WHERE org_id = $1 AND action = $2 AND target_id = $3 ORDER BY id`,
-		s.org, activities.ActionInboundChange, id.String())
+		s.org, findingsync.ActionInboundChange, id.String())
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -159,7 +152,7 @@ func TestApplyInboxInOrderOnce(t *testing.T) {
 	if res := s.applyInbox(0); res != (activities.InboxResult{}) {
 		t.Errorf("second pass %+v", res)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 5 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 5 {
 		t.Errorf("%d inbound audit rows", n)
 	}
 }
@@ -310,7 +303,7 @@ func TestApplyInboxEchoesOfOurOwnPush(t *testing.T) {
 	if st, src := s.findingStatus(id); st != "resolved" || src != "api" {
 		t.Errorf("finding after echoes: %s (%s)", st, src)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 0 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 0 {
 		t.Errorf("%d inbound audit rows after echoes", n)
 	}
 }
