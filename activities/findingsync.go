@@ -73,22 +73,17 @@ func (a *Activities) DrainFindingQueue(ctx context.Context, in DrainInput) (Drai
 // ApplyJiraChanges applies issue changes handed over by the workflow, in delivery order
 // (findingsync.Service.Apply).
 func (a *Activities) ApplyJiraChanges(ctx context.Context, in ApplyInput) (ApplyResult, error) {
-	if err := validRef(in.ConnectionRef); err != nil {
-		return ApplyResult{}, activityError(ctx, err)
-	}
 	if len(in.Changes) > MaxApplyChanges {
 		return ApplyResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
 	}
-	res, err := a.findingSync.Apply(ctx, scopeOf(in.ConnectionRef), in.Changes)
-	return res, activityError(ctx, err)
+	return serve(ctx, in.ConnectionRef, func(ctx context.Context, scope findings.Scope) (ApplyResult, error) {
+		return a.findingSync.Apply(ctx, scope, in.Changes)
+	})
 }
 
 // ApplyInboxChanges applies up to in.Max pending changes of the connection's webhook inbox, each
 // exactly once (findingsync.Service.ApplyInbox), and reports how many are still pending.
 func (a *Activities) ApplyInboxChanges(ctx context.Context, in InboxInput) (InboxResult, error) {
-	if err := validRef(in.ConnectionRef); err != nil {
-		return InboxResult{}, activityError(ctx, err)
-	}
 	limit := in.Max
 	if limit <= 0 {
 		limit = DefaultInboxBatch
@@ -96,48 +91,42 @@ func (a *Activities) ApplyInboxChanges(ctx context.Context, in InboxInput) (Inbo
 	if limit > MaxApplyChanges {
 		return InboxResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
 	}
-	res, err := a.findingSync.ApplyInbox(ctx, scopeOf(in.ConnectionRef), limit)
-	return res, activityError(ctx, err)
+	return serve(ctx, in.ConnectionRef, func(ctx context.Context, scope findings.Scope) (InboxResult, error) {
+		return a.findingSync.ApplyInbox(ctx, scope, limit)
+	})
 }
 
 // ReconcileLinkedIssues pulls the recently updated issues of the configured project and applies
 // the linked ones' statuses, so that a lost webhook still converges
 // (findingsync.Service.Reconcile).
 func (a *Activities) ReconcileLinkedIssues(ctx context.Context, ref ConnectionRef) (ReconcileResult, error) {
-	if err := validRef(ref); err != nil {
-		return ReconcileResult{}, activityError(ctx, err)
-	}
-	res, err := a.findingSync.Reconcile(ctx, scopeOf(ref))
-	if err != nil {
-		return ReconcileResult{}, activityError(ctx, err)
-	}
-	return res, nil
+	return serve(ctx, ref, a.findingSync.Reconcile)
 }
 
 // RegisterWebhooks registers the connection's dynamic webhook, replacing any earlier one
 // (findingsync.Service.RegisterWebhooks). Token and PAT connections are Skipped.
 func (a *Activities) RegisterWebhooks(ctx context.Context, ref ConnectionRef) (WebhookResult, error) {
-	if err := validRef(ref); err != nil {
-		return WebhookResult{}, activityError(ctx, err)
-	}
-	res, err := a.findingSync.RegisterWebhooks(ctx, scopeOf(ref))
-	if err != nil {
-		return WebhookResult{}, activityError(ctx, err)
-	}
-	return res, nil
+	return serve(ctx, ref, a.findingSync.RegisterWebhooks)
 }
 
 // RefreshWebhooks extends the connection's dynamic webhooks before Jira's 30-day expiry, or
 // registers them again when Jira no longer knows them (findingsync.Service.RefreshWebhooks).
 func (a *Activities) RefreshWebhooks(ctx context.Context, ref ConnectionRef) (WebhookResult, error) {
+	return serve(ctx, ref, a.findingSync.RefreshWebhooks)
+}
+
+// serve is the adapter of a finding-sync call about one connection: it checks the reference,
+// calls the service for the connection and classifies its error (failure.Classify) into the
+// contract's ApplicationError. Progress already reaches the heartbeat through the service's
+// Config.Progress. With an error, the result is what the service reported so far (Temporal drops
+// it; a direct caller may read it).
+func serve[R any](ctx context.Context, ref ConnectionRef, call func(context.Context, findings.Scope) (R, error)) (R, error) {
 	if err := validRef(ref); err != nil {
-		return WebhookResult{}, activityError(ctx, err)
+		var zero R
+		return zero, activityError(ctx, err)
 	}
-	res, err := a.findingSync.RefreshWebhooks(ctx, scopeOf(ref))
-	if err != nil {
-		return WebhookResult{}, activityError(ctx, err)
-	}
-	return res, nil
+	res, err := call(ctx, scopeOf(ref))
+	return res, activityError(ctx, err)
 }
 
 // scopeOf is the connection a finding is synced through.
