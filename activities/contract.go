@@ -3,6 +3,12 @@
 // *Activities value (method references) and exchange only the plain, secret-free types below —
 // ids, counts, timestamps and error kinds — so nothing sensitive ever enters Temporal history.
 //
+// Where a service owns the use case (findingsync for finding ⇄ issue sync), an activity is a thin
+// adapter: it validates its input, passes its heartbeat to the service as the progress callback,
+// calls the service and classifies the error (failure.Classify) into the ApplicationError the
+// workflow switches on. Evidence sync, the connection test, alerts, retention and the connection
+// supervisor are activities of their own.
+//
 // Every write is idempotent, keyed by stable ids (connection id + sync sequence number), never by
 // a workflow run id, so retries and worker crashes never duplicate rows.
 package activities

@@ -116,6 +116,7 @@ func (w *webhookSync) current(h jira.Webhook) bool {
 	return len(w.row.WebhookSecretHash) > 0 && subtle.ConstantTimeCompare(connections.HashURLSecret(secret), w.row.WebhookSecretHash) == 1
 }
 
+// list reads the app's webhooks registered in Jira.
 func (w *webhookSync) list(ctx context.Context) ([]jira.Webhook, error) {
 	w.s.progress(ctx, "list webhooks")
 	cctx, cancel := w.s.callCtx(ctx, 1)
@@ -123,6 +124,9 @@ func (w *webhookSync) list(ctx context.Context) ([]jira.Webhook, error) {
 	return w.client.ListWebhooks(cctx)
 }
 
+// ensure keeps the connection's webhook registered: on a refresh, the stored webhooks are
+// extended when Jira still knows every one of them with the stored secret; otherwise (or on a
+// registration) a new one replaces them.
 func (w *webhookSync) ensure(ctx context.Context, projectKey string, refresh bool) (WebhookResult, error) {
 	existing, err := w.list(ctx)
 	if err != nil {
@@ -136,23 +140,28 @@ func (w *webhookSync) ensure(ctx context.Context, projectKey string, refresh boo
 			}
 		}
 		if known == len(w.row.DynamicWebhookIds) {
-			w.s.progress(ctx, "refresh webhooks")
-			cctx, cancel := w.s.callCtx(ctx, 1)
-			exp, err := w.client.RefreshWebhooks(cctx, w.row.DynamicWebhookIds)
-			cancel()
-			if err != nil {
-				return WebhookResult{}, err
-			}
-			if err := w.store(ctx, w.row.DynamicWebhookIds, exp, nil); err != nil {
-				return WebhookResult{}, err
-			}
-			w.log.Info("dynamic webhooks refreshed", slog.Any("webhook_ids", w.row.DynamicWebhookIds), slog.Time("expires_at", exp))
-			return WebhookResult{IDs: slices.Clone(w.row.DynamicWebhookIds), ExpiresAt: &exp}, nil
+			return w.refresh(ctx)
 		}
 		w.log.Info("stored dynamic webhooks are no longer registered in Jira; registering again",
 			slog.Any("webhook_ids", w.row.DynamicWebhookIds), slog.Int("still_registered", known))
 	}
 	return w.register(ctx, projectKey, existing)
+}
+
+// refresh extends the stored webhooks and stores Jira's new expiry.
+func (w *webhookSync) refresh(ctx context.Context) (WebhookResult, error) {
+	w.s.progress(ctx, "refresh webhooks")
+	cctx, cancel := w.s.callCtx(ctx, 1)
+	exp, err := w.client.RefreshWebhooks(cctx, w.row.DynamicWebhookIds)
+	cancel()
+	if err != nil {
+		return WebhookResult{}, err
+	}
+	if err := w.store(ctx, w.row.DynamicWebhookIds, exp, nil); err != nil {
+		return WebhookResult{}, err
+	}
+	w.log.Info("dynamic webhooks refreshed", slog.Any("webhook_ids", w.row.DynamicWebhookIds), slog.Time("expires_at", exp))
+	return WebhookResult{IDs: slices.Clone(w.row.DynamicWebhookIds), ExpiresAt: &exp}, nil
 }
 
 // register replaces this connection's webhooks by a new one with a fresh secret.
