@@ -14,6 +14,8 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db"
+	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findingsync"
 )
 
 // Activity names as registered with the worker. They equal the method names, which is also the
@@ -59,9 +61,9 @@ type Deps struct {
 	// deliver to <PublicURL>/webhooks/jira/<connection id>/<secret>; without it RegisterWebhooks
 	// fails with a configuration error.
 	PublicURL string
-	// SearchConsistencyWindow overrides DefaultSearchConsistencyWindow: how long after a create
-	// request whose outcome is unknown Jira's search may still miss the issue (see
-	// DrainFindingQueue).
+	// SearchConsistencyWindow overrides findingsync.DefaultSearchConsistencyWindow: how long after
+	// a create request whose outcome is unknown Jira's search may still miss the issue (see
+	// findingsync.Service.Drain).
 	SearchConsistencyWindow time.Duration
 }
 
@@ -74,9 +76,8 @@ type Activities struct {
 	version     string
 	now         func() time.Time
 	callTimeout time.Duration
-	// publicURL and searchWindow serve finding sync (findingsync*.go).
-	publicURL    string
-	searchWindow time.Duration
+	// findingSync is the service behind the finding-sync activities (findingsync.go).
+	findingSync *findingsync.Service
 	// workflows serves the connection supervisor (supervisor.go); set by WithWorkflows.
 	workflows ConnectionWorkflows
 
@@ -98,7 +99,6 @@ func New(d Deps) (*Activities, error) {
 	}
 	a := &Activities{
 		db: d.DB, conns: d.Connections, log: d.Log, version: d.Version, now: d.Now, callTimeout: d.JiraCallTimeout,
-		publicURL: d.PublicURL, searchWindow: d.SearchConsistencyWindow,
 		alertsOpened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "jiraconnect_alerts_opened_total",
 			Help: "Alerts opened, by kind. Opening an alert that is already open is not counted.",
@@ -125,9 +125,14 @@ func New(d Deps) (*Activities, error) {
 	if a.callTimeout <= 0 {
 		a.callTimeout = DefaultJiraCallTimeout
 	}
-	if a.searchWindow <= 0 {
-		a.searchWindow = DefaultSearchConsistencyWindow
+	fs, err := findingsync.New(findingsync.Config{
+		DB: d.DB, Connections: d.Connections, Log: a.log, Now: a.now, CallTimeout: a.callTimeout,
+		SearchConsistencyWindow: d.SearchConsistencyWindow, PublicURL: d.PublicURL, Progress: heartbeat,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("activities: %w", err)
 	}
+	a.findingSync = fs
 	if d.Registerer != nil {
 		for _, c := range a.Collectors() {
 			if err := d.Registerer.Register(c); err != nil {
@@ -213,25 +218,10 @@ func (a *Activities) logger(ref ConnectionRef) *slog.Logger {
 
 func validRef(ref ConnectionRef) error {
 	if ref.OrgID == uuid.Nil || ref.ConnectionID == uuid.Nil {
-		return invalidInput("org_id and connection_id are required")
+		return failure.InvalidInput("org_id and connection_id are required")
 	}
 	return nil
 }
-
-// truncate bounds free text stored on runs, connections and audit rows.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	// Cut on a rune boundary.
-	for n > 0 && s[n]&0xC0 == 0x80 {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-// maxErrorText bounds error messages stored in Postgres and returned to the workflow.
-const maxErrorText = 2000
 
 func ptr[T any](v T) *T { return &v }
 

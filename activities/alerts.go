@@ -11,6 +11,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // alertKind keeps alert kinds usable as metric labels and greppable in logs.
@@ -21,7 +22,7 @@ func validAlert(in AlertInput) error {
 		return err
 	}
 	if !alertKind.MatchString(in.Kind) {
-		return invalidInput(fmt.Sprintf("alert kind %q must be lower-case letters, digits and underscores", in.Kind))
+		return failure.InvalidInput(fmt.Sprintf("alert kind %q must be lower-case letters, digits and underscores", in.Kind))
 	}
 	return nil
 }
@@ -35,7 +36,7 @@ func (a *Activities) OpenAlert(ctx context.Context, in AlertInput) error {
 	if err := validAlert(in); err != nil {
 		return activityError(ctx, err)
 	}
-	message := truncate(in.Message, 1000)
+	message := failure.Truncate(in.Message, 1000)
 	if message == "" {
 		message = in.Kind
 	}
@@ -86,7 +87,7 @@ func (a *Activities) ResolveAlert(ctx context.Context, in AlertInput) error {
 		for _, r := range resolved {
 			meta := map[string]any{"alert_id": r.ID.String(), "kind": r.Kind, "open_seconds": int64(now.Sub(r.OpenedAt).Seconds())}
 			if in.Message != "" {
-				meta["message"] = truncate(in.Message, 1000)
+				meta["message"] = failure.Truncate(in.Message, 1000)
 			}
 			if _, err := audit.Record(ctx, q, audit.Entry{
 				OrgID: in.OrgID, Actor: audit.Actor{Type: audit.ActorSystem, ID: "alerts"}, Action: "alert.resolve",

@@ -12,11 +12,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/evidence"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jira/jql"
 )
@@ -271,11 +270,11 @@ func buildItems(in evidence.SyncResult) ([]evidence.Item, evidence.Report, error
 			case "projects", "total", "open", "resolved":
 				reasons[part] = append(reasons[part], p.Error())
 			default:
-				return nil, evidence.Report{}, fmt.Errorf("%w: %v", errBadConfig, err)
+				return nil, evidence.Report{}, fmt.Errorf("%w: %v", failure.ErrBadConfig, err)
 			}
 		}
 		reason := func(part string) string {
-			return "invalid data from Jira: " + truncate(strings.Join(reasons[part], "; "), 1000)
+			return "invalid data from Jira: " + failure.Truncate(strings.Join(reasons[part], "; "), 1000)
 		}
 		if _, bad := reasons["projects"]; bad {
 			in.Projects = evidence.ProjectCountPart{Error: reason("projects")}
@@ -302,17 +301,8 @@ func buildItems(in evidence.SyncResult) ([]evidence.Item, evidence.Report, error
 func (a *Activities) notRevoked(ref ConnectionRef) revokedCheck {
 	return func(ctx context.Context) error {
 		return a.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
-			row, err := q.GetConnection(ctx, ref.ConnectionID)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrNotFound)
-			}
-			if err != nil {
-				return fmt.Errorf("check connection %s: %w", ref.ConnectionID, err)
-			}
-			if row.DeletedAt != nil || row.Status == string(connections.StatusRevoked) {
-				return fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrRevoked)
-			}
-			return nil
+			_, err := connections.RequireLive(ctx, q, ref.ConnectionID)
+			return err
 		})
 	}
 }

@@ -3,6 +3,12 @@
 // *Activities value (method references) and exchange only the plain, secret-free types below —
 // ids, counts, timestamps and error kinds — so nothing sensitive ever enters Temporal history.
 //
+// Where a service owns the use case (findingsync for finding ⇄ issue sync), an activity is a thin
+// adapter: it validates its input, passes its heartbeat to the service as the progress callback,
+// calls the service and classifies the error (failure.Classify) into the ApplicationError the
+// workflow switches on. Evidence sync, the connection test, alerts, retention and the connection
+// supervisor are activities of their own.
+//
 // Every write is idempotent, keyed by stable ids (connection id + sync sequence number), never by
 // a workflow run id, so retries and worker crashes never duplicate rows.
 package activities
@@ -13,23 +19,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/jiraconnect/jiraconnect/connections"
-)
-
-// Error types of non-retryable and specially handled activity failures (temporal.ApplicationError
-// Type). The workflow switches on them.
-const (
-	// ErrTypeReauthRequired: the grant is gone (invalid_grant) or the credentials are rejected
-	// after a refresh; the connection must be re-authorized. Not retried.
-	ErrTypeReauthRequired = "reauth_required"
-	// ErrTypeConfig: a configuration problem (forbidden, unknown field, bad JQL, OAuth not
-	// configured). Not retried until the configuration changes.
-	ErrTypeConfig = "config"
-	// ErrTypeRevoked: the connection was revoked; nothing more may be done with it. Not retried.
-	ErrTypeRevoked = "revoked"
-	// ErrTypeRateLimited: Jira said 429/503; retried after Retry-After (NextRetryDelay).
-	ErrTypeRateLimited = "rate_limited"
-	// ErrTypeTransient: anything else (5xx, network, malformed response); retried with backoff.
-	ErrTypeTransient = "transient"
 )
 
 // ConnectionRef names a connection. Every activity input embeds it; RLS scopes all its writes
@@ -153,10 +142,6 @@ type RevokeInput struct {
 	ActorType string `json:"actor_type"`
 	ActorID   string `json:"actor_id"`
 }
-
-// ErrTypeInvalidInput: the activity was called with input it can never accept (missing ids, an
-// unknown status). Not retried: the calling code has to change. Added after the lead's list above.
-const ErrTypeInvalidInput = "invalid_input"
 
 // Run kinds recorded in connector_runs.kind.
 const (

@@ -2,35 +2,28 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/sqlc-dev/pqtype"
 	"go.temporal.io/sdk/activity"
 
-	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/findingsync"
+	"github.com/jiraconnect/jiraconnect/jira"
 )
 
-// Finding ⇄ issue sync activities. Their per-finding state lives in Postgres (finding_sync_queue,
-// finding_issue_links), so the workflow only passes connection ids, counts and times.
-//
-// How the link columns are used (the schema has no column for the echo wait, so it is derived):
-//
-//   - last_pushed_status / last_push_at: the status the connector is pushing or last pushed, and
-//     when (the activity clock). BeginLinkPush writes them before the first Jira call of a
-//     transition, FinishLinkPush again when it succeeded.
-//   - last_jira_status / last_inbound_at: the status Jira last reported and Jira's time for it.
-//   - The link awaits the echo of its own transition while last_push_at > last_inbound_at: the
-//     connector pushed and Jira has not reported anything since. The two times come from two
-//     clocks (ours and Jira's); processing the echo stores max(Jira's time, last_push_at), so the
-//     wait ends whatever the skew, and a skew only widens or narrows by that much the window in
-//     which a report of another status counts as superseded by the push (ApplyJiraChanges).
-//
-// Statuses are stored by name (what the API shows); names identify a status within a site.
+// The finding-sync activities adapt the findingsync service to Temporal: they validate their
+// input, report progress as heartbeats, classify errors into the contract's types and, for the
+// drain, record its connector_runs row. What they do, and why it is exactly once and echo-safe,
+// is documented on the service's methods.
 
 // Activity names of finding sync.
 const (
@@ -42,99 +35,103 @@ const (
 	NameRefreshWebhooks       = "RefreshWebhooks"
 )
 
-// DefaultSearchConsistencyWindow is how long Jira Cloud's search may lag behind a create. A create
-// request whose outcome is unknown (response lost, worker killed) is only considered not to have
-// happened when a marker search made at least this long (plus the per-call timeout, the longest the
-// request itself could still have been in flight) after the request finds nothing.
-const DefaultSearchConsistencyWindow = 30 * time.Second
-
-// MaxDrainBatch bounds DrainInput.Max.
-const MaxDrainBatch = 200
-
 // RunKindFindingPush is the connector_runs kind of a drain that called Jira.
 const RunKindFindingPush = "finding_push"
 
-// Audit actions written by finding sync.
-const (
-	ActionIssueCreated  = "finding.issue_created"
-	ActionPush          = "finding.push"
-	ActionPushFailed    = "finding.push_failed"
-	ActionInboundChange = "finding.inbound_change"
-)
-
-// Link states (finding_issue_links.state).
-const (
-	linkCreating = "creating"
-	linkLinked   = "linked"
-)
-
-// Finding status sources (findings.status_source).
-const (
-	sourceAPI  = "api"
-	sourceJira = "jira"
-)
-
-// findingOf converts a stored finding to the domain type.
-func findingOf(r dbq.Finding) findings.Finding {
-	return findings.Finding{
-		ID: r.ID, ExternalID: r.ExternalID, Title: r.Title, Severity: findings.Severity(r.Severity),
-		Status: findings.Status(r.Status), ProbeID: r.ProbeID, ScanID: r.ScanID,
-		FrameworkRefs: r.FrameworkRefs, Excerpt: r.Excerpt,
+// DrainFindingQueue pushes up to in.Max due items of the connection's finding queue to Jira
+// (findingsync.Service.Drain: each matching finding's issue created exactly once, statuses pushed
+// without echoes, Jira's failures handled per item by kind). Re-authorization, revocation and
+// Postgres failures fail the activity. A drain that called Jira records one connector_runs row
+// (kind finding_push) whatever its outcome.
+func (a *Activities) DrainFindingQueue(ctx context.Context, in DrainInput) (DrainResult, error) {
+	if err := validRef(in.ConnectionRef); err != nil {
+		return DrainResult{}, activityError(ctx, err)
 	}
-}
-
-// linkStateOf rebuilds the domain link state from a stored link (see the package comment above
-// for how the echo wait is derived).
-func linkStateOf(l dbq.FindingIssueLink) findings.LinkState {
-	var s findings.LinkState
-	if l.IssueKey != nil {
-		s.IssueKey = *l.IssueKey
+	if in.Max < 0 || in.Seq < 0 {
+		return DrainResult{}, activityError(ctx, failure.InvalidInput("max and seq must not be negative"))
 	}
-	if l.LastPushedStatus != nil {
-		s.LastPushedStatus = findings.JiraStatus{Name: *l.LastPushedStatus}
+	batch := in.Max
+	if batch == 0 {
+		batch = DefaultDrainBatch
 	}
-	if l.LastPushAt != nil {
-		s.LastPushedAt = l.LastPushAt.UTC()
-	}
-	if l.LastJiraStatus != nil {
-		s.LastJiraStatus = findings.JiraStatus{Name: *l.LastJiraStatus}
-	}
-	if l.LastInboundAt != nil {
-		s.LastJiraChangeAt = l.LastInboundAt.UTC()
-	}
-	s.AwaitingEcho = awaitingEcho(l)
-	return s
-}
-
-// awaitingEcho: the connector pushed a status and Jira has not reported anything since.
-func awaitingEcho(l dbq.FindingIssueLink) bool {
-	return l.LastPushedStatus != nil && l.LastPushAt != nil && (l.LastInboundAt == nil || l.LastPushAt.After(*l.LastInboundAt))
-}
-
-// findingSyncConnection loads the connection row (for the finding-sync columns the Connection type
-// does not carry) and its parsed configuration. A revoked or missing connection is ErrRevoked /
-// ErrNotFound.
-func (a *Activities) findingSyncConnection(ctx context.Context, ref ConnectionRef) (dbq.Connection, connections.Connection, error) {
-	var row dbq.Connection
-	err := a.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
-		var err error
-		row, err = q.GetConnection(ctx, ref.ConnectionID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrNotFound)
-		}
-		return err
+	calls := &jira.CallStats{}
+	res, err := a.findingSync.Drain(ctx, scopeOf(in.ConnectionRef), findingsync.DrainRequest{
+		Batch: min(batch, MaxDrainBatch), Actor: workflowActor(workflowIDOf(ctx, in.WorkflowID, in.ConnectionRef)), Calls: calls,
 	})
+	if calls.Total() > 0 {
+		a.recordDrainRun(ctx, in, res, calls, err)
+	}
 	if err != nil {
-		return dbq.Connection{}, connections.Connection{}, fmt.Errorf("load connection %s: %w", ref.ConnectionID, err)
+		f := failure.Classify(err)
+		a.logger(in.ConnectionRef).Warn("finding queue drain failed", slog.String("error_type", f.Type), slog.String("error", f.Message),
+			slog.Int("jira_calls", res.JiraCalls), slog.Int("attempt", attempt(ctx)))
+		return DrainResult{}, activityError(ctx, err)
 	}
-	if row.DeletedAt != nil || row.Status == string(connections.StatusRevoked) {
-		return dbq.Connection{}, connections.Connection{}, fmt.Errorf("connection %s: %w", ref.ConnectionID, connections.ErrRevoked)
+	return res, nil
+}
+
+// ApplyJiraChanges applies issue changes handed over by the workflow, in delivery order
+// (findingsync.Service.Apply).
+func (a *Activities) ApplyJiraChanges(ctx context.Context, in ApplyInput) (ApplyResult, error) {
+	if len(in.Changes) > MaxApplyChanges {
+		return ApplyResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
 	}
-	conn, err := connections.FromRow(row)
-	if err != nil {
-		return dbq.Connection{}, connections.Connection{}, fmt.Errorf("connection %s configuration: %w: %w", ref.ConnectionID, errBadConfig, err)
+	return serve(ctx, in.ConnectionRef, func(ctx context.Context, scope findings.Scope) (ApplyResult, error) {
+		return a.findingSync.Apply(ctx, scope, in.Changes)
+	})
+}
+
+// ApplyInboxChanges applies up to in.Max pending changes of the connection's webhook inbox, each
+// exactly once (findingsync.Service.ApplyInbox), and reports how many are still pending.
+func (a *Activities) ApplyInboxChanges(ctx context.Context, in InboxInput) (InboxResult, error) {
+	limit := in.Max
+	if limit <= 0 {
+		limit = DefaultInboxBatch
 	}
-	return row, conn, nil
+	if limit > MaxApplyChanges {
+		return InboxResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("at most %d changes per call", MaxApplyChanges)))
+	}
+	return serve(ctx, in.ConnectionRef, func(ctx context.Context, scope findings.Scope) (InboxResult, error) {
+		return a.findingSync.ApplyInbox(ctx, scope, limit)
+	})
+}
+
+// ReconcileLinkedIssues pulls the recently updated issues of the configured project and applies
+// the linked ones' statuses, so that a lost webhook still converges
+// (findingsync.Service.Reconcile).
+func (a *Activities) ReconcileLinkedIssues(ctx context.Context, ref ConnectionRef) (ReconcileResult, error) {
+	return serve(ctx, ref, a.findingSync.Reconcile)
+}
+
+// RegisterWebhooks registers the connection's dynamic webhook, replacing any earlier one
+// (findingsync.Service.RegisterWebhooks). Token and PAT connections are Skipped.
+func (a *Activities) RegisterWebhooks(ctx context.Context, ref ConnectionRef) (WebhookResult, error) {
+	return serve(ctx, ref, a.findingSync.RegisterWebhooks)
+}
+
+// RefreshWebhooks extends the connection's dynamic webhooks before Jira's 30-day expiry, or
+// registers them again when Jira no longer knows them (findingsync.Service.RefreshWebhooks).
+func (a *Activities) RefreshWebhooks(ctx context.Context, ref ConnectionRef) (WebhookResult, error) {
+	return serve(ctx, ref, a.findingSync.RefreshWebhooks)
+}
+
+// serve is the adapter of a finding-sync call about one connection: it checks the reference,
+// calls the service for the connection and classifies its error (failure.Classify) into the
+// contract's ApplicationError. Progress already reaches the heartbeat through the service's
+// Config.Progress. With an error, the result is what the service reported so far (Temporal drops
+// it; a direct caller may read it).
+func serve[R any](ctx context.Context, ref ConnectionRef, call func(context.Context, findings.Scope) (R, error)) (R, error) {
+	if err := validRef(ref); err != nil {
+		var zero R
+		return zero, activityError(ctx, err)
+	}
+	res, err := call(ctx, scopeOf(ref))
+	return res, activityError(ctx, err)
+}
+
+// scopeOf is the connection a finding is synced through.
+func scopeOf(ref ConnectionRef) findings.Scope {
+	return findings.Scope{OrgID: ref.OrgID, ConnectionID: ref.ConnectionID}
 }
 
 // workflowIDOf is the workflow on whose behalf an activity acts (audit actor, run rows): the
@@ -165,29 +162,65 @@ func drainRunKey(ctx context.Context, in DrainInput) (key, workflowID, runID str
 	return wf.ID + "/" + RunKindFindingPush + "/" + wf.RunID + "/" + info.ActivityID, wf.ID, wf.RunID
 }
 
-// laterOf returns the later of two times.
-func laterOf(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
+// drainReport is stored in connector_runs.report of a finding_push run.
+type drainReport struct {
+	Created          int            `json:"created"`
+	Transitions      int            `json:"transitions"`
+	Unchanged        int            `json:"unchanged"`
+	Failed           int            `json:"failed"`
+	Delayed          int            `json:"delayed"`
+	RateLimited      bool           `json:"rate_limited,omitempty"`
+	CallsByOperation map[string]int `json:"calls_by_operation,omitempty"`
 }
 
-func strPtrOrNil(s string) *string {
-	if s == "" {
-		return nil
+// recordDrainRun writes the drain's connector_runs row: two statements in one transaction, and
+// nothing at all for a drain that did not call Jira. Its failure is logged, not returned: the
+// pushes themselves are already committed and must not be retried because of bookkeeping.
+func (a *Activities) recordDrainRun(ctx context.Context, in DrainInput, res DrainResult, stats *jira.CallStats, runErr error) {
+	key, workflowID, runID := drainRunKey(ctx, in)
+	if key == "" {
+		return
 	}
-	return &s
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	outcome := OutcomeSuccess
+	if res.Failed > 0 || res.Delayed > 0 {
+		outcome = OutcomePartial
 	}
-	return *s
-}
-
-// scopeOf is the issue-marker scope of a connection.
-func scopeOf(ref ConnectionRef) findings.Scope {
-	return findings.Scope{OrgID: ref.OrgID, ConnectionID: ref.ConnectionID}
+	var errText, errKind *string
+	if runErr != nil {
+		f := failure.Classify(runErr)
+		outcome, errText, errKind = OutcomeFailed, &f.Message, &f.Type
+	}
+	rep, err := json.Marshal(drainReport{Created: res.Created, Transitions: res.Transitions, Unchanged: res.Unchanged,
+		Failed: res.Failed, Delayed: res.Delayed, RateLimited: res.RateLimited, CallsByOperation: stats.ByOp()})
+	if err == nil {
+		now := a.now().UTC()
+		err = a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {
+			run, err := q.UpsertConnectorRun(ctx, dbq.UpsertConnectorRunParams{
+				OrgID: in.OrgID, ConnectionID: in.ConnectionID, Kind: RunKindFindingPush, IdempotencyKey: key,
+				WorkflowID: workflowID, RunID: runID, TriggeredBy: "findings",
+			})
+			if errors.Is(err, pgx.ErrNoRows) {
+				return fmt.Errorf("run key %q belongs to another connection or run kind", key)
+			}
+			if err != nil {
+				return err
+			}
+			if run.Outcome != OutcomeRunning {
+				return nil // recorded by an earlier attempt whose completion was lost
+			}
+			_, err = q.FinishConnectorRun(ctx, dbq.FinishConnectorRunParams{
+				ID: run.ID, Outcome: outcome, FinishedAt: &now, Error: errText, ErrorKind: errKind,
+				JiraCalls: int32(stats.Total()), Report: pqtype.NullRawMessage{RawMessage: rep, Valid: true},
+			})
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			return err
+		})
+	}
+	if err != nil {
+		a.logger(in.ConnectionRef).Error("record finding push run", slog.String("err", err.Error()))
+	}
 }

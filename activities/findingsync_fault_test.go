@@ -19,6 +19,10 @@ import (
 // search, with drains cut short as a killed worker would leave them. In the end there is exactly
 // one issue per finding, every issue is in the finding's status, and Jira's echoes of the pushes
 // change no finding.
+//
+// The rate limit refills on the simulator's clock only (SimulatedTime), which the test advances
+// when the queue waits: on wall time, a machine slower than the refill rate would never empty the
+// bucket and the storm the test relies on would not happen.
 func TestFindingSyncUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault suite")
@@ -37,7 +41,7 @@ func TestFindingSyncUnderFaults(t *testing.T) {
 		}
 	}
 	mustSetFault("* /rest/api/3/**", jirasim.Fault{ErrorRate: 0.05, ErrorStatus: 502,
-		RateLimit: &jirasim.RateLimit{Rate: 40, Burst: 60, RetryAfter: 3}})
+		RateLimit: &jirasim.RateLimit{Rate: 40, Burst: 60, RetryAfter: 3, SimulatedTime: true}})
 
 	// drainUntilEmpty re-arms the commit-then-drop faults every round and every fifth drain is
 	// killed after a few milliseconds (called directly with a short context, as a worker that
@@ -100,7 +104,7 @@ func TestFindingSyncUnderFaults(t *testing.T) {
 		s.setStatus(id, targets[i%len(targets)])
 	}
 	mustSetFault("* /rest/api/3/**", jirasim.Fault{ErrorRate: 0.05, ErrorStatus: 502,
-		RateLimit: &jirasim.RateLimit{Rate: 40, Burst: 60, RetryAfter: 3}})
+		RateLimit: &jirasim.RateLimit{Rate: 40, Burst: 60, RetryAfter: 3, SimulatedTime: true}})
 	drainUntilEmpty("transition")
 	s.srv.ClearFaults()
 	faultsSeen(t, s, "transition", "commitThenDrop", "ratelimit", "error502")

@@ -270,7 +270,7 @@ func (s *syncSite) drainAll(maxRounds int) (rounds int) {
 	return rounds
 }
 
-func (s *syncSite) apply(changes ...activities.JiraIssueChange) activities.ApplyResult {
+func (s *syncSite) apply(changes ...findings.IssueChange) activities.ApplyResult {
 	s.t.Helper()
 	val, err := s.env.ExecuteActivity(activities.NameApplyJiraChanges, activities.ApplyInput{ConnectionRef: s.ref, Changes: changes})
 	var res activities.ApplyResult
@@ -304,7 +304,7 @@ func (s *syncSite) reconcile() activities.ReconcileResult {
 
 // changes returns, as the webhook bridge would build them, the issue changes the simulator
 // delivered (or lost) since the last call, each delivery once.
-func (s *syncSite) changes() []activities.JiraIssueChange {
+func (s *syncSite) changes() []findings.IssueChange {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -313,7 +313,7 @@ func (s *syncSite) changes() []activities.JiraIssueChange {
 	}
 	s.hookMu.Lock()
 	defer s.hookMu.Unlock()
-	var out []activities.JiraIssueChange
+	var out []findings.IssueChange
 	for _, d := range s.srv.Deliveries() {
 		if s.seenHook[d.Identifier] || d.Lost {
 			continue
@@ -323,14 +323,7 @@ func (s *syncSite) changes() []activities.JiraIssueChange {
 		if err != nil {
 			s.t.Fatalf("simulator delivery does not parse: %v", err)
 		}
-		ch := activities.JiraIssueChange{DeliveryID: d.Identifier, Event: string(ev.Type), IssueID: ev.IssueID, IssueKey: ev.IssueKey,
-			TimestampMillis: ev.TimestampMillis, ReceivedAt: time.Now().UTC()}
-		if ev.Status != nil {
-			ch.Status = activities.JiraStatus{ID: ev.Status.ID, Name: ev.Status.Name, CategoryKey: ev.Status.CategoryKey}
-		}
-		if ev.StatusChange != nil {
-			ch.StatusChanged, ch.FromStatusName = true, ev.StatusChange.FromName
-		}
+		ch := findings.ChangeFromWebhook(d.Identifier, ev, time.Now())
 		out = append(out, ch)
 	}
 	return out

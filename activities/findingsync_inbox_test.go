@@ -2,7 +2,6 @@ package activities_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,30 +15,24 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
-	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/findingsync"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
 
 // storeInbox stores changes in the connection's webhook inbox exactly as the webhook bridge does
-// (RecordWebhookDelivery with the change's JSON); it returns how many were new deliveries.
-func storeInbox(t *testing.T, h *harness, ref activities.ConnectionRef, chs ...activities.JiraIssueChange) int {
+// (findingsync.RecordDelivery); it returns how many were new deliveries.
+func storeInbox(t *testing.T, h *harness, ref activities.ConnectionRef, chs ...findings.IssueChange) int {
 	t.Helper()
-	ctx := context.Background()
 	stored := 0
 	for _, ch := range chs {
-		b, err := json.Marshal(ch)
+		inserted, err := findingsync.RecordDelivery(context.Background(), h.db, findingsync.Delivery{
+			OrgID: ref.OrgID, ConnectionID: ref.ConnectionID, Change: ch})
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = h.db.InOrg(ctx, ref.OrgID, func(q *dbq.Queries) error {
-			n, err := q.RecordWebhookDelivery(ctx, dbq.RecordWebhookDeliveryParams{
-				OrgID: ref.OrgID, ConnectionID: ref.ConnectionID, DeliveryID: ch.DeliveryID, Change: b})
-			stored += int(n)
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
+		if inserted {
+			stored++
 		}
 	}
 	return stored
@@ -67,9 +60,9 @@ func pendingInbox(h *harness, ref activities.ConnectionRef) int {
 
 // humanMoves moves the issue through statuses as a person would and returns the one delivery
 // each move produced, in order.
-func (s *syncSite) humanMoves(key string, statuses ...string) []activities.JiraIssueChange {
+func (s *syncSite) humanMoves(key string, statuses ...string) []findings.IssueChange {
 	s.t.Helper()
-	var out []activities.JiraIssueChange
+	var out []findings.IssueChange
 	for _, to := range statuses {
 		if err := s.srv.TransitionAsHuman(key, to); err != nil {
 			s.t.Fatal(err)
@@ -89,7 +82,7 @@ func (s *syncSite) inboundAudits(id uuid.UUID) (tos, deliveries []string) {
 	s.t.Helper()
 	rows, err := s.owner().Query(context.Background(),
 		`SELECT metadata->>'to', metadata->>'delivery_id' FROM audit_log WHERE org_id = $1 AND action = $2 AND target_id = $3 ORDER BY id`,
-		s.org, activities.ActionInboundChange, id.String())
+		s.org, findingsync.ActionInboundChange, id.String())
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -159,7 +152,7 @@ func TestApplyInboxInOrderOnce(t *testing.T) {
 	if res := s.applyInbox(0); res != (activities.InboxResult{}) {
 		t.Errorf("second pass %+v", res)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 5 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 5 {
 		t.Errorf("%d inbound audit rows", n)
 	}
 }
@@ -227,7 +220,7 @@ func TestApplyInboxExactlyOnceAcrossAnInterruptedPass(t *testing.T) {
 	key := s.mustIssue(id).Key
 	s.changes()
 	cycle := []string{"In Progress", "Won't Do", "To Do", "In Progress", "Cancelled", "To Do"}
-	var moves []activities.JiraIssueChange
+	var moves []findings.IssueChange
 	for range 4 {
 		moves = append(moves, s.humanMoves(key, cycle...)...)
 	}
@@ -263,7 +256,7 @@ func TestApplyInboxExactlyOnceAcrossAnInterruptedPass(t *testing.T) {
 	}
 
 	// Two passes at once over a new backlog.
-	var more []activities.JiraIssueChange
+	var more []findings.IssueChange
 	for range 3 {
 		more = append(more, s.humanMoves(key, cycle...)...)
 	}
@@ -310,7 +303,7 @@ func TestApplyInboxEchoesOfOurOwnPush(t *testing.T) {
 	if st, src := s.findingStatus(id); st != "resolved" || src != "api" {
 		t.Errorf("finding after echoes: %s (%s)", st, src)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 0 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 0 {
 		t.Errorf("%d inbound audit rows after echoes", n)
 	}
 }
@@ -321,11 +314,11 @@ func TestApplyInboxWithoutFindingSync(t *testing.T) {
 	h := newHarness(t)
 	srv := startSim(t, jirasim.Cloud, h.log)
 	ref := h.connect(connections.KindCloudToken, srv, nil)
-	var chs []activities.JiraIssueChange
+	var chs []findings.IssueChange
 	for i := range 7 {
-		chs = append(chs, activities.JiraIssueChange{
+		chs = append(chs, findings.IssueChange{
 			DeliveryID: fmt.Sprintf("d-%d", i), Event: "jira:issue_updated", IssueID: fmt.Sprint(10000 + i), IssueKey: fmt.Sprintf("SEC-%d", i),
-			Status: activities.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"}, StatusChanged: true,
+			Status: findings.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"}, StatusChanged: true,
 			TimestampMillis: time.Now().UnixMilli(), ReceivedAt: time.Now().UTC(),
 		})
 	}

@@ -14,7 +14,9 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/findingsync"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
 
@@ -77,8 +79,8 @@ func TestDrainCreatesOneIssuePerMatchingFinding(t *testing.T) {
 	if l.IssueID == nil || *l.IssueID != is.ID || deref(l.LastJira) != "To Do" || l.LastPushed != nil || l.LastErrorKind != nil {
 		t.Errorf("link %+v", l)
 	}
-	if n := s.audits(activities.ActionIssueCreated); n != 1 {
-		t.Errorf("%d %s audit rows", n, activities.ActionIssueCreated)
+	if n := s.audits(findingsync.ActionIssueCreated); n != 1 {
+		t.Errorf("%d %s audit rows", n, findingsync.ActionIssueCreated)
 	}
 	runs := s.runs(s.ref.ConnectionID)
 	if len(runs) != 1 || runs[0].Outcome != activities.OutcomeSuccess || runs[0].JiraCalls != 1 {
@@ -152,7 +154,7 @@ func TestDrainTransitionsByStatus(t *testing.T) {
 			t.Errorf("%s: link %+v", step.status, l)
 		}
 	}
-	if n := s.audits(activities.ActionPush); n != 5 {
+	if n := s.audits(findingsync.ActionPush); n != 5 {
 		t.Errorf("%d push audit rows", n)
 	}
 
@@ -211,7 +213,7 @@ func TestDrainExactlyOnceWhenTheCreateResponseIsLost(t *testing.T) {
 		t.Errorf("link %+v", l)
 	}
 	if n := s.count(`SELECT count(*) FROM audit_log WHERE org_id = $1 AND action = $2 AND metadata->>'found_by_marker' = 'true'`,
-		s.org, activities.ActionIssueCreated); n != 1 {
+		s.org, findingsync.ActionIssueCreated); n != 1 {
 		t.Errorf("%d audit rows of an issue found by its marker", n)
 	}
 }
@@ -344,8 +346,8 @@ func TestDrainForbiddenProjectIsAConfigurationError(t *testing.T) {
 	if n := s.count(`SELECT count(*) FROM connections WHERE id = $1 AND finding_sync_error_kind = 'issue_create_forbidden' AND last_error IS NULL`, s.ref.ConnectionID); n != 1 {
 		t.Error("the finding-sync error did not survive the state mirror")
 	}
-	if s.queueLen() != 0 || s.audits(activities.ActionPushFailed) != 1 {
-		t.Errorf("queue %d, push_failed audits %d", s.queueLen(), s.audits(activities.ActionPushFailed))
+	if s.queueLen() != 0 || s.audits(findingsync.ActionPushFailed) != 1 {
+		t.Errorf("queue %d, push_failed audits %d", s.queueLen(), s.audits(findingsync.ActionPushFailed))
 	}
 	runs := s.runs(s.ref.ConnectionID)
 	if len(runs) != 1 || runs[0].Outcome != activities.OutcomePartial {
@@ -443,13 +445,13 @@ func TestDrainReauthLeavesTheQueue(t *testing.T) {
 	if err == nil {
 		t.Fatal("drain succeeded")
 	}
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeReauthRequired || !ae.NonRetryable() {
+	if ae := appError(t, err); ae.Type() != failure.TypeReauthRequired || !ae.NonRetryable() {
 		t.Errorf("error type %s", ae.Type())
 	}
 	if s.queueLen() != 1 {
 		t.Errorf("%d queue items", s.queueLen())
 	}
-	if runs := s.runs(s.ref.ConnectionID); len(runs) != 1 || runs[0].Outcome != activities.OutcomeFailed || deref(runs[0].ErrorKind) != activities.ErrTypeReauthRequired {
+	if runs := s.runs(s.ref.ConnectionID); len(runs) != 1 || runs[0].Outcome != activities.OutcomeFailed || deref(runs[0].ErrorKind) != failure.TypeReauthRequired {
 		t.Errorf("runs %+v", runs)
 	}
 }
@@ -523,7 +525,7 @@ func TestApplyInboundStatusChanges(t *testing.T) {
 		}
 	}
 	if n := s.count(`SELECT count(*) FROM audit_log WHERE org_id = $1 AND action = $2 AND actor_type = 'jira' AND metadata->>'issue_key' = $3`,
-		s.org, activities.ActionInboundChange, key); n != audits {
+		s.org, findingsync.ActionInboundChange, key); n != audits {
 		t.Errorf("%d inbound audit rows, want %d", n, audits)
 	}
 	// A change made by Jira is not pushed back, even when the finding is queued.
@@ -561,7 +563,7 @@ func TestApplyIgnoresEchoesDuplicatesAndOldChanges(t *testing.T) {
 	if st, src := s.findingStatus(id); st != "resolved" || src != "api" {
 		t.Errorf("finding after echoes: %s (%s)", st, src)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 0 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 0 {
 		t.Errorf("%d inbound audit rows after echoes", n)
 	}
 	// Delivered again (Jira retries): still nothing.
@@ -592,7 +594,7 @@ func TestApplyIgnoresEchoesDuplicatesAndOldChanges(t *testing.T) {
 	if st, _ := s.findingStatus(id); st != "open" {
 		t.Errorf("finding after an old change: %s", st)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 1 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 1 {
 		t.Errorf("%d inbound audit rows", n)
 	}
 	// Changes about issues that are not linked are ignored.
@@ -641,7 +643,7 @@ func TestEchoOfAPushWhoseAnswerWasLost(t *testing.T) {
 	if len(echoes) != 2 {
 		t.Fatalf("%d deliveries of the lost push", len(echoes))
 	}
-	for _, order := range [][]activities.JiraIssueChange{{echoes[1], echoes[0]}, {echoes[0], echoes[1]}} {
+	for _, order := range [][]findings.IssueChange{{echoes[1], echoes[0]}, {echoes[0], echoes[1]}} {
 		if res := s.apply(order...); res.Applied != 0 || res.Requeued != 0 {
 			t.Errorf("echoes of the lost push applied: %+v", res)
 		}
@@ -649,7 +651,7 @@ func TestEchoOfAPushWhoseAnswerWasLost(t *testing.T) {
 	if st, src := s.findingStatus(id); st != "resolved" || src != "api" {
 		t.Errorf("finding after the echoes: %s (%s)", st, src)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 0 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 0 {
 		t.Errorf("%d inbound audit rows", n)
 	}
 	// A person moving the issue afterwards is still a real change.
@@ -673,9 +675,9 @@ func TestApplyKeepsANewerPlatformChange(t *testing.T) {
 	// The finding is resolved through the API; before its push, a webhook arrives about a change
 	// a person made a minute earlier.
 	s.setStatus(id, findings.StatusResolved)
-	res := s.apply(activities.JiraIssueChange{
+	res := s.apply(findings.IssueChange{
 		DeliveryID: "late-1", Event: "jira:issue_updated", IssueID: is.ID, IssueKey: is.Key, StatusChanged: true,
-		Status:          activities.JiraStatus{ID: jirasim.StatusWontDo, Name: "Won't Do", CategoryKey: "done"},
+		Status:          findings.JiraStatus{ID: jirasim.StatusWontDo, Name: "Won't Do", CategoryKey: "done"},
 		TimestampMillis: time.Now().Add(-time.Minute).UnixMilli(),
 	})
 	if res.Requeued != 1 || res.Applied != 0 {
@@ -725,7 +727,7 @@ func TestReconcileConvergesAfterALostWebhook(t *testing.T) {
 	if res := s.reconcile(); res.Applied != 0 {
 		t.Errorf("third pass %+v", res)
 	}
-	if n := s.audits(activities.ActionInboundChange); n != 1 {
+	if n := s.audits(findingsync.ActionInboundChange); n != 1 {
 		t.Errorf("%d inbound audit rows", n)
 	}
 }

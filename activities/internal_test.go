@@ -1,9 +1,7 @@
 package activities
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -11,8 +9,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/evidence"
-	"github.com/jiraconnect/jiraconnect/jira"
-	"github.com/jiraconnect/jiraconnect/seal"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 func TestSampleWindow(t *testing.T) {
@@ -35,54 +32,6 @@ func TestSampleWindow(t *testing.T) {
 		from, to := sampleWindow(tc.jql, now)
 		if !to.Equal(now) || to.Sub(from) != tc.want {
 			t.Errorf("%q: window %s..%s (%s), want length %s", tc.jql, from, to, to.Sub(from), tc.want)
-		}
-	}
-}
-
-func TestClassify(t *testing.T) {
-	jerr := func(kind jira.Kind, retryAfter time.Duration) error {
-		return fmt.Errorf("sync: %w", &jira.Error{Kind: kind, Op: "search", Status: 400, RetryAfter: retryAfter})
-	}
-	for _, tc := range []struct {
-		name      string
-		err       error
-		errType   string
-		retryable bool
-		minDelay  time.Duration
-	}{
-		{"reauth", jerr(jira.KindReauthRequired, 0), ErrTypeReauthRequired, false, 0},
-		{"unauthorized after refresh", jerr(jira.KindUnauthorized, 0), ErrTypeReauthRequired, false, 0},
-		{"forbidden", jerr(jira.KindForbidden, 0), ErrTypeConfig, false, 0},
-		{"bad request", jerr(jira.KindBadRequest, 0), ErrTypeConfig, false, 0},
-		{"custom field", jerr(jira.KindCustomFieldUnknown, 0), ErrTypeConfig, false, 0},
-		{"jira config", jerr(jira.KindConfig, 0), ErrTypeConfig, false, 0},
-		{"not found", jerr(jira.KindNotFound, 0), ErrTypeConfig, false, 0},
-		{"gone", jerr(jira.KindGone, 0), ErrTypeConfig, false, 0},
-		{"rate limited", jerr(jira.KindRateLimited, 5*time.Second), ErrTypeRateLimited, true, 5 * time.Second},
-		{"rate limited without Retry-After", jerr(jira.KindRateLimited, 0), ErrTypeRateLimited, true, 0},
-		{"server", jerr(jira.KindServer, 0), ErrTypeTransient, true, 0},
-		{"server with Retry-After", jerr(jira.KindServer, 3*time.Second), ErrTypeTransient, true, 3 * time.Second},
-		{"malformed", jerr(jira.KindMalformedResponse, 0), ErrTypeTransient, true, 0},
-		{"too large", jerr(jira.KindResponseTooLarge, 0), ErrTypeTransient, true, 0},
-		{"transport", jerr(jira.KindTransport, 0), ErrTypeTransient, true, 0},
-		{"tls", jerr(jira.KindTLS, 0), ErrTypeTransient, true, 0},
-		{"egress denied", jerr(jira.KindEgressDenied, 0), ErrTypeConfig, false, 0},
-		{"no guarded http client", fmt.Errorf("client: %w", connections.ErrNoHTTPClient), ErrTypeConfig, false, 0},
-		{"token persist", jerr(jira.KindTokenPersist, 0), ErrTypeTransient, true, 0},
-		{"revoked", fmt.Errorf("load: %w", connections.ErrRevoked), ErrTypeRevoked, false, 0},
-		{"not found connection", fmt.Errorf("load: %w", connections.ErrNotFound), ErrTypeConfig, false, 0},
-		{"oauth not configured", errOAuthNotConfigured, ErrTypeConfig, false, 0},
-		{"unopenable credentials", fmt.Errorf("open: %w", &seal.OpenError{Err: errors.New("auth failed")}), ErrTypeReauthRequired, false, 0},
-		{"no org key", fmt.Errorf("open: %w", seal.ErrNoOrgKey), ErrTypeConfig, false, 0},
-		{"kms unwrap", fmt.Errorf("open: %w", seal.ErrUnwrap), ErrTypeTransient, true, 0},
-		{"invalid input", invalidInput("x"), ErrTypeInvalidInput, false, 0},
-		{"database", errors.New("connection refused"), ErrTypeTransient, true, 0},
-		{"cancelled", context.Canceled, ErrTypeTransient, true, 0},
-	} {
-		f := classify(tc.err)
-		if f.errType != tc.errType || f.retryable != tc.retryable || f.delay < tc.minDelay || f.delay > tc.minDelay+maxRetryJitter ||
-			(tc.minDelay == 0 && f.delay != 0) || f.msg != tc.err.Error() {
-			t.Errorf("%s: %+v, want type %s retryable %t delay ≥ %s", tc.name, f, tc.errType, tc.retryable, tc.minDelay)
 		}
 	}
 }
@@ -157,7 +106,7 @@ func TestBuildItemsFailsOnlyTheInvalidPart(t *testing.T) {
 	// A problem outside the four parts is ours (configuration), not Jira's.
 	in = validSync()
 	in.SiteURL = "ftp://acme"
-	if _, _, err := buildItems(in); !errors.Is(err, errBadConfig) || classify(err).errType != ErrTypeConfig {
+	if _, _, err := buildItems(in); !errors.Is(err, failure.ErrBadConfig) || failure.Classify(err).Type != failure.TypeConfig {
 		t.Fatalf("bad site URL: %v", err)
 	}
 }
@@ -193,17 +142,17 @@ func TestRecommendedOptions(t *testing.T) {
 		if o.heartbeat <= DefaultJiraCallTimeout || o.heartbeat >= o.start {
 			t.Errorf("%s: heartbeat timeout %s must exceed one Jira call (%s) and be below StartToClose %s", name, o.heartbeat, DefaultJiraCallTimeout, o.start)
 		}
-		if !slices.Contains(o.nonRetryable, ErrTypeInvalidInput) {
+		if !slices.Contains(o.nonRetryable, failure.TypeInvalidInput) {
 			t.Errorf("%s: invalid input is retried", name)
 		}
 	}
-	for _, typ := range []string{ErrTypeConfig, ErrTypeReauthRequired, ErrTypeRevoked} {
+	for _, typ := range []string{failure.TypeConfig, failure.TypeReauthRequired, failure.TypeRevoked} {
 		if !slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, typ) || !slices.Contains(StateOptions().RetryPolicy.NonRetryableErrorTypes, typ) {
 			t.Errorf("%s is retried", typ)
 		}
 	}
-	if slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, ErrTypeRateLimited) ||
-		slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, ErrTypeTransient) {
+	if slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, failure.TypeRateLimited) ||
+		slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, failure.TypeTransient) {
 		t.Error("rate limits and transient failures must be retried")
 	}
 	// Four calls at the per-call bound must fit in a sync attempt.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/seal"
 	"github.com/jiraconnect/jiraconnect/tenancy"
 )
@@ -107,7 +108,7 @@ func (s *ResealResult) Add(r ResealResult) {
 // retired only once nothing references it.
 func (a *Activities) ResealOrgSecrets(ctx context.Context, in ResealInput) (ResealResult, error) {
 	if in.OrgID == uuid.Nil || in.Limit < 0 || in.PageSize < 0 || in.PageSize > connections.MaxResealPage {
-		return ResealResult{}, activityError(ctx, invalidInput(fmt.Sprintf("org_id is required; limit >= 0; page_size 0..%d", connections.MaxResealPage)))
+		return ResealResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("org_id is required; limit >= 0; page_size 0..%d", connections.MaxResealPage)))
 	}
 	limit, page := in.Limit, in.PageSize
 	if limit == 0 {
@@ -168,7 +169,7 @@ func DefaultRetireGrace(cacheTTL time.Duration) time.Duration {
 // the database), or reports how long to wait when the current version is younger than the grace.
 func (a *Activities) RetireOrgKeyVersions(ctx context.Context, in RetireInput) (RetireResult, error) {
 	if in.OrgID == uuid.Nil || in.Grace < 0 {
-		return RetireResult{}, activityError(ctx, invalidInput("org_id is required and grace must not be negative"))
+		return RetireResult{}, activityError(ctx, failure.InvalidInput("org_id is required and grace must not be negative"))
 	}
 	grace := in.Grace
 	if grace == 0 {
@@ -218,7 +219,7 @@ type RotateDueResult struct {
 // rotation committed finds the new version young and does not rotate again.
 func (a *Activities) RotateDueOrgKeys(ctx context.Context, in RotateDueInput) (RotateDueResult, error) {
 	if in.Period < 0 || in.Limit < 0 || in.MaxRotations < 0 {
-		return RotateDueResult{}, activityError(ctx, invalidInput("period, limit and max_rotations must not be negative"))
+		return RotateDueResult{}, activityError(ctx, failure.InvalidInput("period, limit and max_rotations must not be negative"))
 	}
 	limit := in.Limit
 	if limit == 0 {
@@ -315,7 +316,7 @@ func (s *RewrapResult) Add(r RewrapResult) {
 // not stored again.
 func (a *Activities) RewrapOrgKeys(ctx context.Context, in RewrapInput) (RewrapResult, error) {
 	if in.Limit < 0 {
-		return RewrapResult{}, activityError(ctx, invalidInput("limit must not be negative"))
+		return RewrapResult{}, activityError(ctx, failure.InvalidInput("limit must not be negative"))
 	}
 	limit := in.Limit
 	if limit == 0 {
@@ -383,7 +384,7 @@ func KeyRotationOptions() workflow.ActivityOptions {
 			BackoffCoefficient:     2,
 			MaximumInterval:        5 * time.Minute,
 			MaximumAttempts:        10,
-			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},
+			NonRetryableErrorTypes: []string{failure.TypeInvalidInput},
 		},
 	}
 }

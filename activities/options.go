@@ -5,6 +5,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // Recommended activity options. The workflow owns the choice; these encode what the activities
@@ -12,7 +14,7 @@ import (
 
 // nonRetryable are the error types no retry can fix. They are also raised as non-retryable
 // ApplicationErrors; listing them keeps the policy correct even for an error wrapped elsewhere.
-var nonRetryable = []string{ErrTypeConfig, ErrTypeReauthRequired, ErrTypeRevoked, ErrTypeInvalidInput}
+var nonRetryable = []string{failure.TypeConfig, failure.TypeReauthRequired, failure.TypeRevoked, failure.TypeInvalidInput}
 
 // SyncOptions are for SyncEvidence. A sync is four Jira calls of at most DefaultJiraCallTimeout
 // each plus one transaction, so three minutes is generous; the heartbeat timeout exceeds one call's
@@ -78,7 +80,7 @@ func RevokeOptions() workflow.ActivityOptions {
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
-			NonRetryableErrorTypes: []string{ErrTypeInvalidInput, ErrTypeConfig},
+			NonRetryableErrorTypes: []string{failure.TypeInvalidInput, failure.TypeConfig},
 		},
 	}
 }
@@ -94,7 +96,7 @@ func RetentionOptions() workflow.ActivityOptions {
 			BackoffCoefficient:     2,
 			MaximumInterval:        10 * time.Minute,
 			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{ErrTypeInvalidInput},
+			NonRetryableErrorTypes: []string{failure.TypeInvalidInput},
 		},
 	}
 }
@@ -185,7 +187,7 @@ func SupervisorOptions() workflow.ActivityOptions {
 			BackoffCoefficient:     2,
 			MaximumInterval:        time.Minute,
 			MaximumAttempts:        5,
-			NonRetryableErrorTypes: []string{ErrTypeInvalidInput, ErrTypeConfig},
+			NonRetryableErrorTypes: []string{failure.TypeInvalidInput, failure.TypeConfig},
 		},
 	}
 }

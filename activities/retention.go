@@ -10,6 +10,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // retentionBatch bounds one delete transaction, so that a large purge neither holds locks for
@@ -36,7 +37,7 @@ const WebhookDedupeWindow = 7 * 24 * time.Hour
 // transport records, not evidence, so they are counted in the result and the log, not audited.
 func (a *Activities) RetentionPurge(ctx context.Context, in RetentionInput) (RetentionResult, error) {
 	if in.OlderThan < MinRetention {
-		return RetentionResult{}, activityError(ctx, invalidInput(fmt.Sprintf("retention window %s is shorter than the minimum %s", in.OlderThan, MinRetention)))
+		return RetentionResult{}, activityError(ctx, failure.InvalidInput(fmt.Sprintf("retention window %s is shorter than the minimum %s", in.OlderThan, MinRetention)))
 	}
 	now := a.now().UTC()
 	res := RetentionResult{Cutoff: now.Add(-in.OlderThan)}

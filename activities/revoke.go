@@ -11,6 +11,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jira"
 )
 
@@ -82,7 +83,7 @@ func (a *Activities) RevokeCleanup(ctx context.Context, in RevokeInput) error {
 				return fmt.Errorf("clear webhook ids: %w", err)
 			}
 		}
-		if _, err := q.FailRunsInFlight(ctx, dbq.FailRunsInFlightParams{FinishedAt: &now, ErrorKind: ptr(ErrTypeRevoked), ConnectionID: in.ConnectionID}); err != nil {
+		if _, err := q.FailRunsInFlight(ctx, dbq.FailRunsInFlightParams{FinishedAt: &now, ErrorKind: ptr(failure.TypeRevoked), ConnectionID: in.ConnectionID}); err != nil {
 			return fmt.Errorf("end runs in flight: %w", err)
 		}
 		if discarded, err = q.DiscardPendingInbox(ctx, in.ConnectionID); err != nil {
@@ -152,5 +153,5 @@ func revokeActor(in RevokeInput) (audit.Actor, error) {
 	case audit.ActorAPIKey, audit.ActorSystem, audit.ActorWorkflow, audit.ActorCLI:
 		return audit.Actor{Type: t, ID: in.ActorID}, nil
 	}
-	return audit.Actor{}, invalidInput(fmt.Sprintf("unknown actor type %q", in.ActorType))
+	return audit.Actor{}, failure.InvalidInput(fmt.Sprintf("unknown actor type %q", in.ActorType))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
@@ -102,11 +103,11 @@ func TestRevokeCleanup(t *testing.T) {
 
 	// Bad actor types and unknown connections are refused.
 	_, err = env.ExecuteActivity(activities.NameRevokeCleanup, activities.RevokeInput{ConnectionRef: ref, ActorType: "root"})
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeInvalidInput {
+	if ae := appError(t, err); ae.Type() != failure.TypeInvalidInput {
 		t.Fatalf("%v", err)
 	}
 	_, err = env.ExecuteActivity(activities.NameRevokeCleanup, activities.RevokeInput{ConnectionRef: activities.ConnectionRef{OrgID: h.org, ConnectionID: uuid.New()}})
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeConfig || !ae.NonRetryable() {
+	if ae := appError(t, err); ae.Type() != failure.TypeConfig || !ae.NonRetryable() {
 		t.Fatalf("%v", err)
 	}
 }
@@ -199,7 +200,7 @@ func TestRetentionNeverDeletesAttachedOrCurrentEvidence(t *testing.T) {
 	// A too-short window is refused.
 	env := h.env()
 	_, err = env.ExecuteActivity(activities.NameRetentionPurge, activities.RetentionInput{OlderThan: time.Hour})
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeInvalidInput {
+	if ae := appError(t, err); ae.Type() != failure.TypeInvalidInput {
 		t.Fatalf("%v", err)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // LoadConnection returns what the workflow needs to schedule a connection. A revoked connection,
@@ -31,7 +32,7 @@ func (a *Activities) LoadConnection(ctx context.Context, ref ConnectionRef) (Con
 	}
 	snap := ConnectionSnapshot{
 		Status:         string(conn.Status),
-		Revoked:        conn.Status == connections.StatusRevoked || conn.DeletedAt != nil,
+		Revoked:        !connections.Live(conn.Status, conn.DeletedAt != nil),
 		SyncCadence:    conn.Config.SyncCadence.D(),
 		StaleThreshold: conn.Config.StaleThreshold.D(),
 		FindingSync:    conn.Config.FindingSync != nil,
@@ -85,32 +86,32 @@ func (a *Activities) SetConnectionState(ctx context.Context, in StateUpdate) err
 	switch connections.Status(in.Status) {
 	case connections.StatusPendingAuth, connections.StatusActive, connections.StatusNeedsReauth, connections.StatusRevoked:
 	default:
-		return activityError(ctx, invalidInput(fmt.Sprintf("unknown status %q", in.Status)))
+		return activityError(ctx, failure.InvalidInput(fmt.Sprintf("unknown status %q", in.Status)))
 	}
 	if in.Action != "" && !connectionAction.MatchString(in.Action) {
-		return activityError(ctx, invalidInput(fmt.Sprintf("action %q must look like connection.<event>", in.Action)))
+		return activityError(ctx, failure.InvalidInput(fmt.Sprintf("action %q must look like connection.<event>", in.Action)))
 	}
 	var lastError, lastErrorKind *string
 	if in.LastError != "" {
-		lastError = ptr(truncate(in.LastError, maxErrorText))
+		lastError = ptr(failure.Truncate(in.LastError, failure.MaxText))
 	}
 	if in.LastErrorKind != "" {
 		lastErrorKind = ptr(in.LastErrorKind)
 	}
 	skipped, audited := false, false
 	err := a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {
-		before, err := q.LockConnection(ctx, in.ConnectionID)
-		if errors.Is(err, pgx.ErrNoRows) || (err == nil && (before.DeletedAt != nil || before.Status == string(connections.StatusRevoked))) {
+		before, err := connections.LockLive(ctx, q, in.ConnectionID)
+		if errors.Is(err, connections.ErrNotFound) || errors.Is(err, connections.ErrRevoked) {
 			skipped = true
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("lock connection: %w", err)
+			return err
 		}
 		if in.Status == string(connections.StatusRevoked) {
 			// Mirroring "revoked" onto an already revoked row (above) is a harmless no-op; onto a
 			// live row it would leave credentials behind, so it is refused.
-			return invalidInput("status revoked is set by RevokeCleanup, not SetConnectionState")
+			return failure.InvalidInput("status revoked is set by RevokeCleanup, not SetConnectionState")
 		}
 		if _, err := q.SetConnectionState(ctx, dbq.SetConnectionStateParams{
 			ID: in.ConnectionID, Status: in.Status, Stale: in.Stale, NextSyncAt: utcPtr(in.NextSyncAt),

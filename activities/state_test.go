@@ -10,6 +10,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
 
@@ -98,7 +99,7 @@ func TestSetConnectionState(t *testing.T) {
 	success := time.Date(2029, 12, 31, 0, 0, 0, 0, time.UTC)
 
 	stale := activities.StateUpdate{ConnectionRef: ref, Status: "active", Stale: true, NextSyncAt: &next, LastSuccessAt: &success,
-		LastError: "jira project.count: 502 server_error", LastErrorKind: activities.ErrTypeTransient, Action: "connection.stale"}
+		LastError: "jira project.count: 502 server_error", LastErrorKind: failure.TypeTransient, Action: "connection.stale"}
 	for range 2 { // a retried activity
 		if err := h.setState(stale); err != nil {
 			t.Fatal(err)
@@ -118,7 +119,7 @@ func TestSetConnectionState(t *testing.T) {
 	// needs_reauth, then recovery: distinct events are all audited; nil fields clear next sync and
 	// the error, but never move last success backwards.
 	if err := h.setState(activities.StateUpdate{ConnectionRef: ref, Status: "needs_reauth", Stale: true,
-		LastErrorKind: activities.ErrTypeReauthRequired, LastError: "credentials rejected", Action: "connection.needs_reauth"}); err != nil {
+		LastErrorKind: failure.TypeReauthRequired, LastError: "credentials rejected", Action: "connection.needs_reauth"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.setState(activities.StateUpdate{ConnectionRef: ref, Status: "active", Stale: false, Action: "connection.recovered"}); err != nil {
@@ -152,7 +153,7 @@ func TestSetConnectionState(t *testing.T) {
 		{ConnectionRef: activities.ConnectionRef{OrgID: h.org}, Status: "active"},
 	} {
 		err := h.setState(bad)
-		if ae := appError(t, err); ae.Type() != activities.ErrTypeInvalidInput || !ae.NonRetryable() {
+		if ae := appError(t, err); ae.Type() != failure.TypeInvalidInput || !ae.NonRetryable() {
 			t.Errorf("%+v: %v", bad, err)
 		}
 	}
@@ -223,7 +224,7 @@ func TestAlertsAreIdempotent(t *testing.T) {
 
 	// Bad kinds are refused; a revoked connection gets no new alert and loses its open one.
 	_, err := env.ExecuteActivity(activities.NameOpenAlert, activities.AlertInput{ConnectionRef: ref, Kind: "Stale Alert!"})
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeInvalidInput {
+	if ae := appError(t, err); ae.Type() != failure.TypeInvalidInput {
 		t.Fatalf("%v", err)
 	}
 	if err := h.acts.RevokeCleanup(context.Background(), activities.RevokeInput{ConnectionRef: ref}); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/audit"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // Statuses of a connection workflow's latest run, as ConnectionWorkflows.Describe reports them.
@@ -77,7 +78,7 @@ func (a *Activities) WithWorkflows(w ConnectionWorkflows) *Activities {
 }
 
 // errNoWorkflowClient: SuperviseConnections ran on activities without WithWorkflows.
-var errNoWorkflowClient = errors.New("the connection supervisor has no Temporal client on this worker (Activities.WithWorkflows)")
+var errNoWorkflowClient = failure.Misconfigured("the connection supervisor has no Temporal client on this worker (Activities.WithWorkflows)")
 
 // Supervision bounds.
 const (
@@ -205,7 +206,7 @@ func (a *Activities) SuperviseConnections(ctx context.Context, in SuperviseInput
 		return SuperviseResult{}, activityError(ctx, errNoWorkflowClient)
 	}
 	if in.Limit < 0 || in.MaxStarts < 0 {
-		return SuperviseResult{}, activityError(ctx, invalidInput("limit and max_starts must not be negative"))
+		return SuperviseResult{}, activityError(ctx, failure.InvalidInput("limit and max_starts must not be negative"))
 	}
 	limit, maxStarts := in.Limit, in.MaxStarts
 	if limit == 0 {

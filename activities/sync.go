@@ -19,6 +19,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
 	"github.com/jiraconnect/jiraconnect/evidence"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jira"
 )
 
@@ -55,15 +56,15 @@ type runReport struct {
 // sync where no part could be fetched at all fails the attempt as transient instead: there is
 // nothing to record, and trying again may get a proper answer.
 //
-// Errors are temporal.ApplicationErrors of the contract's types (see classify). Every failed
-// attempt leaves its error on the run, which stays "running" until a later attempt finishes it or
-// the workflow gives up and calls RecordSyncFailure.
+// Errors are temporal.ApplicationErrors of the failure package's types (failure.Classify). Every
+// failed attempt leaves its error on the run, which stays "running" until a later attempt finishes
+// it or the workflow gives up and calls RecordSyncFailure.
 func (a *Activities) SyncEvidence(ctx context.Context, in SyncInput) (SyncResult, error) {
 	if err := validRef(in.ConnectionRef); err != nil {
 		return SyncResult{}, activityError(ctx, err)
 	}
 	if in.WorkflowID == "" || in.Seq < 0 {
-		return SyncResult{}, activityError(ctx, invalidInput("workflow_id and a non-negative seq are required"))
+		return SyncResult{}, activityError(ctx, failure.InvalidInput("workflow_id and a non-negative seq are required"))
 	}
 	log := a.logger(in.ConnectionRef).With(slog.Int64("seq", in.Seq), slog.String("trigger", in.Trigger))
 	run, err := a.startRun(ctx, in.ConnectionRef, RunKindSync, SyncKey(in.WorkflowID, in.Seq), in.WorkflowID, in.RunID, in.Trigger)
@@ -81,10 +82,10 @@ func (a *Activities) SyncEvidence(ctx context.Context, in SyncInput) (SyncResult
 	stats := &jira.CallStats{}
 	res, err := a.sync(ctx, in, run, stats, log)
 	if err != nil {
-		f := classify(err)
+		f := failure.Classify(err)
 		a.recordAttemptError(ctx, run.ID, in.OrgID, f, stats.Total())
-		a.syncs.WithLabelValues(f.errType).Inc()
-		log.Warn("evidence sync attempt failed", slog.String("error_type", f.errType), slog.String("error", f.msg),
+		a.syncs.WithLabelValues(f.Type).Inc()
+		log.Warn("evidence sync attempt failed", slog.String("error_type", f.Type), slog.String("error", f.Message),
 			slog.Int("jira_calls", stats.Total()), slog.Int("attempt", attempt(ctx)))
 		return SyncResult{}, activityError(ctx, err)
 	}
@@ -99,7 +100,7 @@ func (a *Activities) sync(ctx context.Context, in SyncInput, run dbq.ConnectorRu
 	client, conn, err := a.conns.Client(ctx, in.OrgID, in.ConnectionID, stats)
 	if err != nil {
 		if conn.Kind == connections.KindCloudOAuth && a.conns.OAuth == nil {
-			return SyncResult{}, errOAuthNotConfigured
+			return SyncResult{}, failure.ErrOAuthNotConfigured
 		}
 		return SyncResult{}, err
 	}
@@ -133,7 +134,9 @@ func (a *Activities) sync(ctx context.Context, in SyncInput, run dbq.ConnectorRu
 	rep := runReport{Outcome: outcome, Types: report.Types, Observed: len(items), CallsByOperation: stats.ByOp()}
 	var finished dbq.ConnectorRun
 	err = a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {
-		if err := lockLive(ctx, q, in.ConnectionID); err != nil {
+		// Revoke takes the same lock: evidence is never written after a revoke committed, even by
+		// a sync whose Jira calls were already done.
+		if _, err := connections.LockLive(ctx, q, in.ConnectionID); err != nil {
 			return err
 		}
 		// A sync that sees an item again within the stale threshold extends its span of
@@ -154,7 +157,7 @@ func (a *Activities) sync(ctx context.Context, in SyncInput, run dbq.ConnectorRu
 		}
 		var errText *string
 		if outcome != OutcomeSuccess {
-			errText = ptr(truncate(reasons(report), maxErrorText))
+			errText = ptr(failure.Truncate(reasons(report), failure.MaxText))
 		}
 		completedAt := a.now().UTC()
 		finished, err = q.FinishConnectorRun(ctx, dbq.FinishConnectorRunParams{
@@ -231,23 +234,6 @@ func storeItem(ctx context.Context, q *dbq.Queries, orgID, connID, runID uuid.UU
 	return created, nil
 }
 
-// lockLive locks the connection row for the rest of the transaction and refuses a revoked or
-// missing connection. Revoke takes the same lock, so evidence is never written after a revoke
-// committed, even by a sync whose Jira calls were already done.
-func lockLive(ctx context.Context, q *dbq.Queries, connID uuid.UUID) error {
-	row, err := q.LockConnection(ctx, connID)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("connection %s: %w", connID, connections.ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("lock connection %s: %w", connID, err)
-	}
-	if row.DeletedAt != nil || row.Status == string(connections.StatusRevoked) {
-		return fmt.Errorf("connection %s: %w", connID, connections.ErrRevoked)
-	}
-	return nil
-}
-
 // connectionInOrg checks that the connection exists in the transaction's org. Foreign keys are
 // checked without row-level security, so a run or alert referencing another org's connection
 // would otherwise be accepted; this lookup runs under RLS.
@@ -275,7 +261,7 @@ func (a *Activities) startRun(ctx context.Context, ref ConnectionRef, kind, key,
 			WorkflowID: workflowID, RunID: runID, TriggeredBy: trigger,
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
-			return invalidInput(fmt.Sprintf("run key %q belongs to another connection or run kind", key))
+			return failure.InvalidInput(fmt.Sprintf("run key %q belongs to another connection or run kind", key))
 		}
 		return err
 	})
@@ -287,12 +273,12 @@ func (a *Activities) startRun(ctx context.Context, ref ConnectionRef, kind, key,
 
 // recordAttemptError leaves a failed attempt's error on its run. It runs on a context detached
 // from the activity's, because the most important case is the attempt that was cancelled.
-func (a *Activities) recordAttemptError(ctx context.Context, runID, orgID uuid.UUID, f failure, calls int) {
+func (a *Activities) recordAttemptError(ctx context.Context, runID, orgID uuid.UUID, f failure.Failure, calls int) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	err := a.db.InOrg(ctx, orgID, func(q *dbq.Queries) error {
 		return q.RecordRunAttemptError(ctx, dbq.RecordRunAttemptErrorParams{
-			ID: runID, Error: &f.msg, ErrorKind: &f.errType, JiraCalls: int32(calls),
+			ID: runID, Error: &f.Message, ErrorKind: &f.Type, JiraCalls: int32(calls),
 		})
 	})
 	if err != nil {
@@ -310,9 +296,9 @@ func (a *Activities) RecordSyncFailure(ctx context.Context, in SyncFailure) erro
 		return activityError(ctx, err)
 	}
 	if in.WorkflowID == "" || in.Seq < 0 || in.ErrorType == "" {
-		return activityError(ctx, invalidInput("workflow_id, a non-negative seq and error_type are required"))
+		return activityError(ctx, failure.InvalidInput("workflow_id, a non-negative seq and error_type are required"))
 	}
-	msg := truncate(in.Message, maxErrorText)
+	msg := failure.Truncate(in.Message, failure.MaxText)
 	now := a.now().UTC()
 	changed := false
 	err := a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {

@@ -23,6 +23,7 @@ import (
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/evidence"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 )
@@ -352,10 +353,10 @@ func TestSyncErrorTypes(t *testing.T) {
 			connections.Credentials{Kind: connections.KindCloudToken, Email: adminEmail, APIToken: jira.NewSecret(bogus)}, nil, nil)
 		_, err := h.sync(ref, 1)
 		ae := appError(t, err)
-		if ae.Type() != activities.ErrTypeReauthRequired || !ae.NonRetryable() {
+		if ae.Type() != failure.TypeReauthRequired || !ae.NonRetryable() {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
-		h.assertAttemptError(ref, activities.ErrTypeReauthRequired, 1)
+		h.assertAttemptError(ref, failure.TypeReauthRequired, 1)
 	})
 
 	t.Run("invalid_grant on refresh is reauth_required", func(t *testing.T) {
@@ -368,7 +369,7 @@ func TestSyncErrorTypes(t *testing.T) {
 		srv.ResetRequests()
 		_, err := h.sync(ref, 1)
 		ae := appError(t, err)
-		if ae.Type() != activities.ErrTypeReauthRequired || !ae.NonRetryable() {
+		if ae.Type() != failure.TypeReauthRequired || !ae.NonRetryable() {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
 		if !strings.Contains(ae.Error(), "invalid_grant") {
@@ -393,13 +394,13 @@ func TestSyncErrorTypes(t *testing.T) {
 		srv.ResetRequests()
 		_, err := h.sync(ref, 1)
 		ae := appError(t, err)
-		if ae.Type() != activities.ErrTypeConfig || !ae.NonRetryable() {
+		if ae.Type() != failure.TypeConfig || !ae.NonRetryable() {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
 		if n := jiraRequests(srv); n != 1 {
 			t.Errorf("%d requests after a 403, want 1 (the sync stops)", n)
 		}
-		h.assertAttemptError(ref, activities.ErrTypeConfig, 1)
+		h.assertAttemptError(ref, failure.TypeConfig, 1)
 	})
 
 	t.Run("invalid JQL (400) is config", func(t *testing.T) {
@@ -411,10 +412,10 @@ func TestSyncErrorTypes(t *testing.T) {
 		ref := h.connect(connections.KindDataCenterPAT, srv, &cfg)
 		_, err := h.sync(ref, 1)
 		ae := appError(t, err)
-		if ae.Type() != activities.ErrTypeConfig || !ae.NonRetryable() || !strings.Contains(ae.Error(), "400") {
+		if ae.Type() != failure.TypeConfig || !ae.NonRetryable() || !strings.Contains(ae.Error(), "400") {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
-		h.assertAttemptError(ref, activities.ErrTypeConfig, 4)
+		h.assertAttemptError(ref, failure.TypeConfig, 4)
 		if n := h.count(`SELECT count(*) FROM evidence WHERE connection_id = $1`, ref.ConnectionID); n != 0 {
 			t.Errorf("%d evidence rows written by a failed sync", n)
 		}
@@ -428,13 +429,13 @@ func TestSyncErrorTypes(t *testing.T) {
 		mustFault(t, srv, "POST /rest/api/3/search/approximate-count", jirasim.Fault{RateLimit: &jirasim.RateLimit{Rate: 0.001, Burst: 0, RetryAfter: 7}})
 		_, err := h.sync(ref, 1)
 		ae := appError(t, err)
-		if ae.Type() != activities.ErrTypeRateLimited || ae.NonRetryable() {
+		if ae.Type() != failure.TypeRateLimited || ae.NonRetryable() {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
 		if d := ae.NextRetryDelay(); d < 7*time.Second || d > 9*time.Second {
 			t.Fatalf("next retry delay %s, want Retry-After 7s plus at most 2s jitter", d)
 		}
-		h.assertAttemptError(ref, activities.ErrTypeRateLimited, 2)
+		h.assertAttemptError(ref, failure.TypeRateLimited, 2)
 	})
 
 	t.Run("5xx is transient and recorded on the run", func(t *testing.T) {
@@ -445,10 +446,10 @@ func TestSyncErrorTypes(t *testing.T) {
 		mustFault(t, srv, "POST /rest/api/3/search/jql", jirasim.Fault{ErrorRate: 1, ErrorStatus: http.StatusBadGateway})
 		_, err := h.sync(ref, 1)
 		ae := appError(t, err)
-		if ae.Type() != activities.ErrTypeTransient || ae.NonRetryable() {
+		if ae.Type() != failure.TypeTransient || ae.NonRetryable() {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
-		r := h.assertAttemptError(ref, activities.ErrTypeTransient, 4)
+		r := h.assertAttemptError(ref, failure.TypeTransient, 4)
 		if !strings.Contains(*r.Error, "502") {
 			t.Errorf("run error %q does not show the status", *r.Error)
 		}
@@ -473,10 +474,10 @@ func TestSyncErrorTypes(t *testing.T) {
 		mustFault(t, srv, "* /rest/api/3/**", jirasim.Fault{MalformedBody: true})
 		_, err := h.sync(ref, 1)
 		ae := appError(t, err)
-		if ae.Type() != activities.ErrTypeTransient || ae.NonRetryable() {
+		if ae.Type() != failure.TypeTransient || ae.NonRetryable() {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
-		r := h.assertAttemptError(ref, activities.ErrTypeTransient, 4)
+		r := h.assertAttemptError(ref, failure.TypeTransient, 4)
 		if !strings.Contains(*r.Error, "malformed_response") {
 			t.Errorf("run error %q does not name the malformed response", *r.Error)
 		}
@@ -587,7 +588,7 @@ func TestRevokedConnectionMakesNoJiraCall(t *testing.T) {
 	srv.ResetRequests()
 	_, err := h.sync(ref, 1)
 	ae := appError(t, err)
-	if ae.Type() != activities.ErrTypeRevoked || !ae.NonRetryable() {
+	if ae.Type() != failure.TypeRevoked || !ae.NonRetryable() {
 		t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 	}
 	if reqs := srv.Requests(); len(reqs) != 0 {
@@ -625,7 +626,7 @@ func TestRevokeDuringSyncStopsBeforeTheNextCall(t *testing.T) {
 	srv.ResetRequests()
 	_, err := h.sync(ref, 1)
 	ae := appError(t, err)
-	if ae.Type() != activities.ErrTypeRevoked {
+	if ae.Type() != failure.TypeRevoked {
 		t.Fatalf("%s: %v", ae.Type(), err)
 	}
 	if n := jiraRequests(srv); n != 1 {
@@ -645,16 +646,16 @@ func TestRecordSyncFailureIsIdempotent(t *testing.T) {
 	if _, err := h.sync(ref, 1); err == nil {
 		t.Fatal("sync succeeded against a failing site")
 	}
-	failure := activities.SyncFailure{ConnectionRef: ref, Seq: 1, WorkflowID: "jira-connection/" + ref.ConnectionID.String(), RunID: "run-1",
-		ErrorType: activities.ErrTypeTransient, Message: "retries exhausted: jira project.count: 500 server_error"}
+	sf := activities.SyncFailure{ConnectionRef: ref, Seq: 1, WorkflowID: "jira-connection/" + ref.ConnectionID.String(), RunID: "run-1",
+		ErrorType: failure.TypeTransient, Message: "retries exhausted: jira project.count: 500 server_error"}
 	env := h.env()
 	for range 2 {
-		if _, err := env.ExecuteActivity(activities.NameRecordSyncFailure, failure); err != nil {
+		if _, err := env.ExecuteActivity(activities.NameRecordSyncFailure, sf); err != nil {
 			t.Fatal(err)
 		}
 	}
 	runs := h.runs(ref.ConnectionID)
-	if len(runs) != 1 || runs[0].Outcome != "failed" || runs[0].FinishedAt == nil || deref(runs[0].ErrorKind) != activities.ErrTypeTransient ||
+	if len(runs) != 1 || runs[0].Outcome != "failed" || runs[0].FinishedAt == nil || deref(runs[0].ErrorKind) != failure.TypeTransient ||
 		!strings.Contains(deref(runs[0].Error), "retries exhausted") {
 		t.Fatalf("runs %+v", runs)
 	}
@@ -666,9 +667,9 @@ func TestRecordSyncFailureIsIdempotent(t *testing.T) {
 	}
 
 	// A failure for a seq no attempt ever started still leaves a failed run.
-	failure.Seq = 9
-	failure.Message = ""
-	if _, err := env.ExecuteActivity(activities.NameRecordSyncFailure, failure); err != nil {
+	sf.Seq = 9
+	sf.Message = ""
+	if _, err := env.ExecuteActivity(activities.NameRecordSyncFailure, sf); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1 AND outcome = 'failed'`, ref.ConnectionID); n != 2 {
@@ -681,8 +682,8 @@ func TestRecordSyncFailureIsIdempotent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	failure.Seq = 10
-	if _, err := env.ExecuteActivity(activities.NameRecordSyncFailure, failure); err != nil {
+	sf.Seq = 10
+	if _, err := env.ExecuteActivity(activities.NameRecordSyncFailure, sf); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.count(`SELECT count(*) FROM connector_runs WHERE id = $1 AND outcome = 'success'`, res.ConnectorRunID); n != 1 {
@@ -693,7 +694,7 @@ func TestRecordSyncFailureIsIdempotent(t *testing.T) {
 func TestSyncRejectsBadInput(t *testing.T) {
 	h := newHarness(t)
 	_, err := h.sync(activities.ConnectionRef{OrgID: h.org}, 1)
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeInvalidInput || !ae.NonRetryable() {
+	if ae := appError(t, err); ae.Type() != failure.TypeInvalidInput || !ae.NonRetryable() {
 		t.Fatalf("%v", err)
 	}
 	// A connection of another org is not found (config), and no run is recorded for it.
@@ -702,7 +703,7 @@ func TestSyncRejectsBadInput(t *testing.T) {
 	ref := other.connect(connections.KindCloudToken, srv, nil)
 	h.secrets = append(h.secrets, other.secrets...)
 	_, err = h.sync(activities.ConnectionRef{OrgID: h.org, ConnectionID: ref.ConnectionID}, 1)
-	if ae := appError(t, err); ae.Type() != activities.ErrTypeConfig || !ae.NonRetryable() {
+	if ae := appError(t, err); ae.Type() != failure.TypeConfig || !ae.NonRetryable() {
 		t.Fatalf("%v", err)
 	}
 	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1`, ref.ConnectionID); n != 0 {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jira/adf"
@@ -109,7 +110,7 @@ func (a *Activities) TestConnection(ctx context.Context, ref ConnectionRef) (Tes
 	stats := &jira.CallStats{}
 	checks, err := a.runChecks(ctx, ref, run.ID, stats)
 	if err != nil {
-		f := classify(err)
+		f := failure.Classify(err)
 		a.recordAttemptError(ctx, run.ID, ref.OrgID, f, stats.Total())
 		return TestResult{}, activityError(ctx, err)
 	}
@@ -119,13 +120,13 @@ func (a *Activities) TestConnection(ctx context.Context, ref ConnectionRef) (Tes
 		outcome = OutcomeFailed
 		for _, c := range checks.checks {
 			if !c.OK {
-				errText = ptr(truncate(c.Name+": "+c.Detail, maxErrorText))
+				errText = ptr(failure.Truncate(c.Name+": "+c.Detail, failure.MaxText))
 				break
 			}
 		}
 		kind := "check_failed"
 		if checks.firstErr != nil {
-			kind = classify(checks.firstErr).errType
+			kind = failure.Classify(checks.firstErr).Type
 		}
 		errKind = &kind
 	}
@@ -218,9 +219,9 @@ func (a *Activities) runChecks(ctx context.Context, ref ConnectionRef, runID uui
 	client, conn, err := a.conns.Client(ctx, ref.OrgID, ref.ConnectionID, stats)
 	if err != nil {
 		if conn.Kind == connections.KindCloudOAuth && a.conns.OAuth == nil {
-			err = errOAuthNotConfigured
+			err = failure.ErrOAuthNotConfigured
 		}
-		if f := classify(err); f.errType == ErrTypeTransient {
+		if f := failure.Classify(err); f.Type == failure.TypeTransient {
 			return checkRun{}, err // database, KMS or cancellation: not a property of the connection
 		}
 		k.fail(CheckCredentials, err, credentialsDetail(err))
@@ -235,7 +236,7 @@ func (a *Activities) runChecks(ctx context.Context, ref ConnectionRef, runID uui
 			return checkRun{}, err
 		}
 		k.fail(CheckMyself, err, jiraDetail(err))
-		if t := classify(err).errType; t == ErrTypeReauthRequired || t == ErrTypeRevoked {
+		if t := failure.Classify(err).Type; t == failure.TypeReauthRequired || t == failure.TypeRevoked {
 			k.skip(CheckMyself, append([]string{CheckProjectVisibility, CheckSearchPermission, CheckResolvedJQL}, findingCheckNames(conn)...)...)
 			return k.r, nil
 		}
@@ -302,8 +303,8 @@ func (a *Activities) runChecks(ctx context.Context, ref ConnectionRef, runID uui
 func (k *checker) findingChecks(ctx context.Context, client *jira.Client, cfg findings.SyncConfig, runID uuid.UUID, log *slog.Logger) error {
 	project := cfg.ProjectKey
 	if err := cfg.Validate(); err != nil {
-		k.fail(CheckFindingProject, fmt.Errorf("%w: %v", errBadConfig, err),
-			"the stored finding-sync configuration is invalid ("+truncate(err.Error(), 500)+"): save it again with PUT /v1/connections/{id}/finding-sync")
+		k.fail(CheckFindingProject, fmt.Errorf("%w: %v", failure.ErrBadConfig, err),
+			"the stored finding-sync configuration is invalid ("+failure.Truncate(err.Error(), 500)+"): save it again with PUT /v1/connections/{id}/finding-sync")
 		k.skip(CheckFindingProject, CheckFindingIssueType, CheckFindingFields, CheckFindingTransitions, CheckFindingTestIssue, CheckFindingTestTransition)
 		return nil
 	}
@@ -317,7 +318,7 @@ func (k *checker) findingChecks(ctx context.Context, client *jira.Client, cfg fi
 		detail := jiraDetail(err)
 		if jira.KindOf(err) == jira.KindNotFound {
 			detail = fmt.Sprintf("project %s does not exist or is not visible to this account (it needs the Browse Projects permission in it): %s",
-				project, truncate(err.Error(), 500))
+				project, failure.Truncate(err.Error(), 500))
 		}
 		k.fail(CheckFindingProject, err, detail)
 		k.skip(CheckFindingProject, CheckFindingIssueType, CheckFindingFields, CheckFindingTransitions, CheckFindingTestIssue, CheckFindingTestTransition)
@@ -626,28 +627,28 @@ func credentialsDetail(err error) string {
 		return "the connection is revoked"
 	case errors.Is(err, connections.ErrNotFound):
 		return "the connection does not exist"
-	case errors.Is(err, errOAuthNotConfigured):
-		return errOAuthNotConfigured.Error()
-	case classify(err).errType == ErrTypeReauthRequired:
+	case errors.Is(err, failure.ErrOAuthNotConfigured):
+		return failure.ErrOAuthNotConfigured.Error()
+	case failure.Classify(err).Type == failure.TypeReauthRequired:
 		return "the stored credentials cannot be opened: re-authorize the connection"
 	}
-	return "the stored credentials cannot be used: " + truncate(err.Error(), 500)
+	return "the stored credentials cannot be used: " + failure.Truncate(err.Error(), 500)
 }
 
 // jiraDetail is a failed Jira call as a check detail: what to do about it, then Jira's answer.
 func jiraDetail(err error) string {
 	var hint string
-	switch classify(err).errType {
-	case ErrTypeReauthRequired:
+	switch failure.Classify(err).Type {
+	case failure.TypeReauthRequired:
 		hint = "Jira rejected the credentials: re-authorize the connection"
-	case ErrTypeConfig:
+	case failure.TypeConfig:
 		hint = "Jira refused the request (permissions, scopes or configuration)"
-	case ErrTypeRateLimited:
+	case failure.TypeRateLimited:
 		hint = "Jira is rate limiting this account; try again later"
 	default:
 		hint = "Jira could not be reached or answered with an error; try again later"
 	}
-	return hint + ": " + truncate(err.Error(), 500)
+	return hint + ": " + failure.Truncate(err.Error(), 500)
 }
 
 // testRunKey names the run row of a connection test. Inside Temporal it is derived from the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jirasim"
@@ -102,7 +103,7 @@ func TestTestConnection(t *testing.T) {
 			t.Fatalf("result %+v", res)
 		}
 		runs := h.runs(ref.ConnectionID)
-		if len(runs) != 1 || runs[0].Outcome != "failed" || deref(runs[0].ErrorKind) != activities.ErrTypeReauthRequired || runs[0].JiraCalls != 1 {
+		if len(runs) != 1 || runs[0].Outcome != "failed" || deref(runs[0].ErrorKind) != failure.TypeReauthRequired || runs[0].JiraCalls != 1 {
 			t.Fatalf("test run %+v", runs)
 		}
 	})
@@ -167,7 +168,7 @@ func TestTestConnection(t *testing.T) {
 		}
 		// The same condition fails a sync as a configuration error.
 		_, err = h.sync(ref, 1)
-		if ae := appError(t, err); ae.Type() != activities.ErrTypeConfig || !ae.NonRetryable() {
+		if ae := appError(t, err); ae.Type() != failure.TypeConfig || !ae.NonRetryable() {
 			t.Fatalf("%v", err)
 		}
 	})
@@ -372,7 +373,7 @@ func TestTestConnectionFindingSync(t *testing.T) {
 			t.Fatalf("%d test issues, %d creates", n, s.srv.OperationCount(jirasim.OpIssueCreate))
 		}
 		runs := s.runs(s.ref.ConnectionID)
-		if len(runs) != 1 || runs[0].Outcome != "failed" || deref(runs[0].ErrorKind) != activities.ErrTypeConfig ||
+		if len(runs) != 1 || runs[0].Outcome != "failed" || deref(runs[0].ErrorKind) != failure.TypeConfig ||
 			!strings.HasPrefix(deref(runs[0].Error), activities.CheckFindingFields+": customfield_unknown") {
 			t.Fatalf("test run %+v", runs)
 		}
@@ -479,7 +480,7 @@ func TestTestConnectionFindingSync(t *testing.T) {
 			t.Fatalf("%d test issues", n)
 		}
 		runs := s.runs(s.ref.ConnectionID)
-		if len(runs) != 1 || runs[0].Outcome != "failed" || deref(runs[0].ErrorKind) != activities.ErrTypeTransient {
+		if len(runs) != 1 || runs[0].Outcome != "failed" || deref(runs[0].ErrorKind) != failure.TypeTransient {
 			t.Fatalf("test run %+v", runs)
 		}
 	})

@@ -6,25 +6,20 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
-	"github.com/sqlc-dev/pqtype"
 
 	"github.com/jiraconnect/jiraconnect/connections"
-	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/findings"
+	"github.com/jiraconnect/jiraconnect/findingsync"
 	"github.com/jiraconnect/jiraconnect/jira/webhook"
-	"github.com/jiraconnect/jiraconnect/workflows"
 )
 
 // DefaultWebhookMaxBytes caps webhook bodies.
@@ -32,29 +27,30 @@ const DefaultWebhookMaxBytes = 1 << 20
 
 // jiraWebhook is the webhook bridge. It authenticates a delivery (source IP, URL secret, HMAC
 // signature), parses it, and stores it — accepted once per delivery id — with its parsed change
-// (ids, keys and statuses only) in the connection's webhook inbox, in one short transaction that
-// does nothing else. Once that has committed the delivery is durable and the answer is 202; a
-// delivery seen before is answered 200 duplicate. Only then, and without making the answer wait,
-// the connection's workflow is nudged (SignalInboxNudge, coalesced per connection by the nudger):
-// it applies the inbox's pending changes in one activity, each exactly once.
+// (findings.ChangeFromWebhook: ids, keys and statuses only) in the connection's webhook inbox
+// (findingsync.RecordDelivery), in one short transaction that does nothing else. Once that has
+// committed the delivery is durable and the answer is 202; a delivery seen before is answered 200
+// duplicate. Only then, and without making the answer wait, the connection's workflow is nudged
+// (SignalInboxNudge, coalesced per connection by the nudger): it applies the inbox's pending
+// changes in one activity, each exactly once.
 //
-// Why not a signal per delivery, as before: a signal is one workflow update, so Temporal's
-// per-workflow rate capped a connection's deliveries per second, each delivery cost a workflow
-// task that competed with the outbound drain, and a signal sent inside the dedupe transaction held
-// a pooled Postgres connection for as long as Temporal took, so a slow Temporal stalled every
-// endpoint. Now no Temporal call happens inside a transaction, and Temporal being slow or down
+// Why an inbox and a doorbell rather than a signal per delivery: a signal is one workflow
+// update, so Temporal's per-workflow rate would cap a connection's deliveries per second, each
+// delivery would cost a workflow task competing with the outbound drain, and a Temporal call
+// inside the dedupe transaction would hold a pooled Postgres connection for as long as Temporal
+// took. Here no Temporal call happens inside a transaction, and Temporal being slow or down
 // delays only when deliveries are applied, never their acceptance.
 //
-// There is no 503 any more: a delivery for a connection whose workflow is not running is stored
-// (202) and applied once the workflow runs, since a workflow with finding sync checks its inbox
-// with every reconciliation (the first one of a fresh workflow included); without finding sync a
-// change has nothing to apply to and the next inbox pass just marks it. A nudge that fails is
-// logged (ids only) and made up for the same way.
+// A delivery for a connection whose workflow is not running is stored (202) too and applied once
+// the workflow runs, since a workflow with finding sync checks its inbox with every
+// reconciliation (the first one of a fresh workflow included); without finding sync a change has
+// nothing to apply to and the next inbox pass just marks it. A nudge that fails is logged (ids
+// only) and made up for the same way.
 //
 // The answers are fast and use real status codes — 401 wrong secret or signature, 403 source not
-// allowed, 404 unknown or revoked connection, 413 too large, 400 malformed — because Jira retries
-// 408/409/425/429/5xx and nothing else. Nothing from the payload is echoed back, and nothing is
-// rendered as HTML.
+// allowed, 404 unknown or revoked connection (connections.Live), 413 too large, 400 malformed —
+// because Jira retries 408/409/425/429/5xx and nothing else. Nothing from the payload is echoed
+// back, and nothing is rendered as HTML.
 func (s *Server) jiraWebhook(c echo.Context) error {
 	req := c.Request()
 	ip := s.clientAddr(c)
@@ -67,7 +63,7 @@ func (s *Server) jiraWebhook(c echo.Context) error {
 	}
 	ctx := req.Context()
 	target, err := s.deps.DB.System().WebhookTarget(ctx, connID)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (target.Deleted || target.Status == string(connections.StatusRevoked))) {
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !connections.Live(connections.Status(target.Status), target.Deleted)) {
 		return errNotFound("connection")
 	}
 	if err != nil {
@@ -113,34 +109,15 @@ func (s *Server) jiraWebhook(c echo.Context) error {
 		sum := sha256.Sum256(body)
 		deliveryID = "sha256:" + hex.EncodeToString(sum[:])
 	}
-	change := workflows.JiraIssueChange{
-		DeliveryID: deliveryID, Event: string(ev.Type), IssueID: ev.IssueID, IssueKey: ev.IssueKey,
-		TimestampMillis: ev.TimestampMillis, ReceivedAt: time.Now().UTC(),
-	}
-	if ev.Status != nil {
-		change.Status = workflows.JiraStatus{ID: ev.Status.ID, Name: ev.Status.Name, CategoryKey: ev.Status.CategoryKey}
-	}
-	if ev.StatusChange != nil {
-		change.StatusChanged = true
-		change.FromStatusName = ev.StatusChange.FromName
-	}
-	stored, err := json.Marshal(change)
-	if err != nil {
-		return fmt.Errorf("encode change of webhook delivery for connection %s: %w", connID, err)
-	}
 	// One short transaction that only stores the delivery: the dedupe row and the inbox entry are
 	// the same row, and nothing slow (no Temporal call) happens while it is open.
-	var inserted int64
-	err = s.deps.DB.InOrg(ctx, target.OrgID, func(q *dbq.Queries) error {
-		var err error
-		inserted, err = q.RecordWebhookDelivery(ctx, dbq.RecordWebhookDeliveryParams{
-			OrgID: target.OrgID, ConnectionID: connID, DeliveryID: deliveryID, SourceIp: inet(ip), Change: stored})
-		return err
+	inserted, err := findingsync.RecordDelivery(ctx, s.deps.DB, findingsync.Delivery{
+		OrgID: target.OrgID, ConnectionID: connID, Source: ip, Change: findings.ChangeFromWebhook(deliveryID, ev, time.Now()),
 	})
 	if err != nil {
-		return fmt.Errorf("store webhook delivery for connection %s: %w", connID, err)
+		return err
 	}
-	if inserted == 0 {
+	if !inserted {
 		return c.JSON(http.StatusOK, map[string]string{"status": "duplicate"})
 	}
 	// Committed: the delivery is durable. Ring the workflow's doorbell without waiting for it.
@@ -174,13 +151,4 @@ func (s *Server) verifySignature(ctx context.Context, orgID, connID uuid.UUID, h
 		return bad
 	}
 	return nil
-}
-
-// inet converts an address for the inet column (invalid: NULL).
-func inet(a netip.Addr) pqtype.Inet {
-	if !a.IsValid() {
-		return pqtype.Inet{}
-	}
-	a = a.Unmap()
-	return pqtype.Inet{IPNet: net.IPNet{IP: net.IP(a.AsSlice()), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}, Valid: true}
 }

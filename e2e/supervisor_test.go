@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
 	"github.com/jiraconnect/jiraconnect/jirasim"
 	"github.com/jiraconnect/jiraconnect/workflowclient"
 	"github.com/jiraconnect/jiraconnect/workflows"
@@ -222,7 +223,7 @@ func TestSupervisorRestartsLostWorkflowsWithTheirState(t *testing.T) {
 	st = s.state(reauth)
 	assert.False(t, st.SyncInProgress)
 	assert.Nil(t, st.NextSyncAt)
-	assert.Equal(t, activities.ErrTypeReauthRequired, st.LastErrorType)
+	assert.Equal(t, failure.TypeReauthRequired, st.LastErrorType)
 	assert.Len(t, s.runs(key, reauth), reauthRuns)
 	r = s.call("POST", "/v1/connections/"+reauth+"/reauth", key, map[string]any{"email": "admin@example.com", "api_token": s.cloud.APIToken("admin@example.com")})
 	require.Equal(t, 200, r.status, r.raw)

@@ -5,26 +5,23 @@ import (
 	"time"
 
 	"github.com/jiraconnect/jiraconnect/jira"
-	"github.com/jiraconnect/jiraconnect/jira/webhook"
 )
 
-// JiraStatus is a Jira workflow status as the connector sees it: from the REST API, a webhook or
-// a transition result. Any of the fields may be empty; CategoryKey is "new", "indeterminate" or
-// "done" (or "undefined").
+// JiraStatus is a Jira workflow status as the connector reasons about it: the one owner of the
+// (id, name, category key) triple. Jira's own shape, jira.Status (REST answers, transition results
+// and webhook payloads alike), is converted at the edge with StatusFromJira. Any of the fields may
+// be empty; CategoryKey is "new", "indeterminate" or "done" (or "undefined").
+//
+// Its JSON form is part of IssueChange's and writes every member.
 type JiraStatus struct {
-	ID          string `json:"id,omitempty"`
-	Name        string `json:"name,omitempty"`
-	CategoryKey string `json:"category_key,omitempty"`
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	CategoryKey string `json:"category_key"`
 }
 
-// StatusFromJira converts a status returned by the jira client (issues, transition results).
+// StatusFromJira converts a status as Jira describes it (issues, transition results, webhooks).
 func StatusFromJira(s jira.Status) JiraStatus {
 	return JiraStatus{ID: s.ID, Name: s.Name, CategoryKey: s.Category.Key}
-}
-
-// StatusFromWebhook converts the status of a parsed webhook (webhook.Event.Status).
-func StatusFromWebhook(s webhook.Status) JiraStatus {
-	return JiraStatus{ID: s.ID, Name: s.Name, CategoryKey: s.CategoryKey}
 }
 
 // IsZero reports whether nothing is known about the status.

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/jiraconnect/jiraconnect/jira"
-	"github.com/jiraconnect/jiraconnect/jira/webhook"
 )
 
 // Statuses of a site whose default workflow uses "To Do" for new issues (like the simulator and
@@ -43,10 +42,6 @@ func TestStatusConversions(t *testing.T) {
 	j := jira.Status{ID: "3", Name: "In Progress", Category: jira.StatusCategory{ID: 4, Key: "indeterminate", Name: "In Progress"}}
 	if got := StatusFromJira(j); got != stInProgress {
 		t.Errorf("StatusFromJira = %+v", got)
-	}
-	w := webhook.Status{ID: "10001", Name: "Done", CategoryKey: "done"}
-	if got := StatusFromWebhook(w); got != stDone {
-		t.Errorf("StatusFromWebhook = %+v", got)
 	}
 }
 

@@ -404,6 +404,10 @@ type RateLimit struct {
 	// BetaHeaders sends Beta-Retry-After (and X-Beta-Ratelimit-Reason) instead of Retry-After,
 	// like pre-enforcement responses seen in 2026 (JIRA-NOTES.md §7.1).
 	BetaHeaders bool `json:"betaHeaders,omitempty"`
+	// SimulatedTime refills the bucket only as the simulator's clock is advanced (AdvanceClock),
+	// never with wall time, so that a test decides when the budget comes back however fast or
+	// slow its machine runs: more than Burst requests between two advances are always limited.
+	SimulatedTime bool `json:"simulatedTime,omitempty"`
 }
 
 // WebhookKind distinguishes dynamic (3LO app) from admin webhooks.

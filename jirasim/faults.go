@@ -109,7 +109,7 @@ func (s *Sim) SetFault(route string, f Fault) error {
 	if f.RateLimit != nil && (f.RateLimit.Rate < 0 || f.RateLimit.Burst < 0) {
 		return fmt.Errorf("fault %q: rate limit rate and burst must not be negative", route)
 	}
-	e := &faultEntry{route: route, method: m, segs: segs, f: f, remaining: -1, last: s.Now()}
+	e := &faultEntry{route: route, method: m, segs: segs, f: f, remaining: -1, last: s.bucketTime(f.RateLimit)}
 	if f.Times > 0 {
 		e.remaining = f.Times
 	}
@@ -205,11 +205,12 @@ func (s *Sim) planFaults(method string, paths []string) faultPlan {
 		}
 		if plan.status == 0 && f.RateLimit != nil {
 			rl := f.RateLimit
-			elapsed := now.Sub(e.last).Seconds()
+			at := s.bucketTime(rl)
+			elapsed := at.Sub(e.last).Seconds()
 			if elapsed > 0 {
 				e.tokens = math.Min(float64(rl.Burst), e.tokens+elapsed*rl.Rate)
 			}
-			e.last = now
+			e.last = at
 			if e.tokens >= 1 {
 				e.tokens--
 			} else {
@@ -259,6 +260,15 @@ func (s *Sim) planFaults(method string, paths []string) faultPlan {
 	}
 	fs.entries = kept
 	return plan
+}
+
+// bucketTime is the time a rate limit's token bucket refills by: the simulator's clock, or only
+// its advances when the limit is on SimulatedTime.
+func (s *Sim) bucketTime(rl *RateLimit) time.Time {
+	if rl != nil && rl.SimulatedTime {
+		return time.Unix(0, s.clockOffset.Load())
+	}
+	return s.Now()
 }
 
 // rateLimitHeaders builds the 429 headers documented for Jira Cloud (JIRA-NOTES.md §7.1).

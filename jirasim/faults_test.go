@@ -251,3 +251,46 @@ func itoa(srv *jirasim.Server, key string) string {
 	p, _ := srv.GetProject(key)
 	return strconv.Itoa(p.IssueCount)
 }
+
+// A rate limit on simulated time refills only as the simulator's clock is advanced: wall time
+// passing between requests (a slow machine) gives no budget back, so a test sees the limit
+// whatever its machine's speed. A limit on the simulator's clock refills with wall time too.
+func TestRateLimitOnSimulatedTime(t *testing.T) {
+	var mu sync.Mutex
+	wall := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
+	f := newCloud(t, jirasim.Options{RandSeed: 7, Now: func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return wall
+	}})
+	passes := func(d time.Duration) {
+		mu.Lock()
+		wall = wall.Add(d)
+		mu.Unlock()
+	}
+	const route = "POST /rest/api/3/search/approximate-count"
+	count := func() resp {
+		return call(t, "POST", f.v3("search/approximate-count"), f.a, map[string]string{"jql": "project = SEC"})
+	}
+
+	if err := f.srv.SetFault(route, jirasim.Fault{RateLimit: &jirasim.RateLimit{Rate: 1, Burst: 2, SimulatedTime: true}}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, count(), 200)
+	wantStatus(t, count(), 200)
+	wantStatus(t, count(), 429)
+	passes(time.Hour)
+	wantStatus(t, count(), 429)
+	f.srv.AdvanceClock(time.Second)
+	wantStatus(t, count(), 200)
+	wantStatus(t, count(), 429)
+
+	if err := f.srv.SetFault(route, jirasim.Fault{RateLimit: &jirasim.RateLimit{Rate: 1, Burst: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, count(), 200)
+	wantStatus(t, count(), 200)
+	wantStatus(t, count(), 429)
+	passes(time.Hour)
+	wantStatus(t, count(), 200)
+}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // TaskQueue is where connection workflows and their activities run.
@@ -450,7 +452,7 @@ func (r *runner) drainSignals() bool {
 		got = true
 	}
 	for {
-		var change JiraIssueChange
+		var change findings.IssueChange
 		if !r.issueCh.ReceiveAsync(&change) {
 			break
 		}
@@ -607,17 +609,17 @@ func classify(err error, what string) (string, string) {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		switch t := appErr.Type(); t {
-		case activities.ErrTypeReauthRequired, activities.ErrTypeConfig, activities.ErrTypeRevoked,
-			activities.ErrTypeRateLimited, activities.ErrTypeTransient, activities.ErrTypeInvalidInput:
+		case failure.TypeReauthRequired, failure.TypeConfig, failure.TypeRevoked,
+			failure.TypeRateLimited, failure.TypeTransient, failure.TypeInvalidInput:
 			return t, appErr.Message()
 		}
-		return activities.ErrTypeTransient, appErr.Message()
+		return failure.TypeTransient, appErr.Message()
 	}
 	var timeout *temporal.TimeoutError
 	if errors.As(err, &timeout) {
-		return activities.ErrTypeTransient, what + " timed out (" + timeout.TimeoutType().String() + ")"
+		return failure.TypeTransient, what + " timed out (" + timeout.TimeoutType().String() + ")"
 	}
-	return activities.ErrTypeTransient, err.Error()
+	return failure.TypeTransient, err.Error()
 }
 
 func isErrorType(err error, typ string) bool {
@@ -634,7 +636,7 @@ func (r *runner) exec(cmd Command) {
 		switch {
 		case err == nil:
 			r.apply(Loaded{Snapshot: snap})
-		case isErrorType(err, activities.ErrTypeRevoked):
+		case isErrorType(err, failure.TypeRevoked):
 			r.apply(RevokedElsewhere{})
 		case temporal.IsCanceledError(err):
 			// A revoke or the workflow's cancellation; the loop takes it from here.
@@ -702,7 +704,7 @@ func (r *runner) exec(cmd Command) {
 		err := workflow.ExecuteActivity(dctx, acts.RevokeCleanup, activities.RevokeInput{
 			ConnectionRef: r.ref(), ActorType: c.ActorType, ActorID: c.ActorID,
 		}).Get(dctx, nil)
-		if err != nil && !isErrorType(err, activities.ErrTypeRevoked) {
+		if err != nil && !isErrorType(err, failure.TypeRevoked) {
 			r.revokeErr = err
 			r.log.Warn("revoke cleanup failed", "error", err)
 		}
@@ -740,7 +742,7 @@ func (r *runner) startFinding(c CmdStartFinding) {
 		// Unreachable: the machine only asks for the operations above. Reporting a failure
 		// keeps it from waiting for an activity that never started.
 		cancel()
-		r.apply(FindingFinished{Op: c.Op, ErrorType: activities.ErrTypeInvalidInput, Message: "unknown finding operation " + c.Op})
+		r.apply(FindingFinished{Op: c.Op, ErrorType: failure.TypeInvalidInput, Message: "unknown finding operation " + c.Op})
 		return
 	}
 	r.finding, r.findingOp, r.cancelFinding = f, c.Op, cancel
@@ -754,7 +756,7 @@ func (r *runner) book(activity, input any) {
 	err := r.bookkeeping(activity, input).Get(r.loopCtx, nil)
 	switch {
 	case err == nil, temporal.IsCanceledError(err):
-	case isErrorType(err, activities.ErrTypeRevoked):
+	case isErrorType(err, failure.TypeRevoked):
 		r.apply(RevokedElsewhere{})
 	default:
 		r.log.Warn("connection bookkeeping activity failed", "error", err)

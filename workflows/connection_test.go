@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // world is the activities' side of a workflow test: it answers each activity the way the real
@@ -373,7 +374,7 @@ func TestFailingSyncsGoStaleOnceAndRecover(t *testing.T) {
 	// Jira answers 503 for the first 2.75 days, then recovers.
 	w.syncResult = func(_ activities.SyncInput, now time.Time) (string, error) {
 		if now.Before(t0.Add(66 * time.Hour)) {
-			return "", temporal.NewApplicationError("jira answered 503", activities.ErrTypeTransient)
+			return "", temporal.NewApplicationError("jira answered 503", failure.TypeTransient)
 		}
 		return OutcomeSuccess, nil
 	}
@@ -394,7 +395,7 @@ func TestFailingSyncsGoStaleOnceAndRecover(t *testing.T) {
 		t.Fatalf("failures recorded: %+v", w.failures)
 	}
 	for i, f := range w.failures {
-		if f.Seq != int64(i+1) || f.ErrorType != activities.ErrTypeTransient || f.Message != "jira answered 503" {
+		if f.Seq != int64(i+1) || f.ErrorType != failure.TypeTransient || f.Message != "jira answered 503" {
 			t.Errorf("failure %d: %+v", i, f)
 		}
 	}
@@ -404,7 +405,7 @@ func TestFailingSyncsGoStaleOnceAndRecover(t *testing.T) {
 	if w.actions(ActionStale) != 1 || w.actions(ActionRecovered) != 1 {
 		t.Errorf("stale/recovered audit actions: %d/%d", w.actions(ActionStale), w.actions(ActionRecovered))
 	}
-	if !staleState.Stale || staleState.StaleAt != nil || staleState.LastErrorType != activities.ErrTypeTransient || staleState.LastSuccessAt != nil {
+	if !staleState.Stale || staleState.StaleAt != nil || staleState.LastErrorType != failure.TypeTransient || staleState.LastSuccessAt != nil {
 		t.Errorf("stale state: %+v", staleState)
 	}
 	recovery := w.syncsOf(4)
@@ -423,7 +424,7 @@ func TestReauthRequiredWaitsWithoutJiraCalls(t *testing.T) {
 	w := newWorld(t)
 	w.syncResult = func(in activities.SyncInput, _ time.Time) (string, error) {
 		if in.Seq == 2 {
-			return "", temporal.NewNonRetryableApplicationError("the refresh token was revoked (invalid_grant)", activities.ErrTypeReauthRequired, nil)
+			return "", temporal.NewNonRetryableApplicationError("the refresh token was revoked (invalid_grant)", failure.TypeReauthRequired, nil)
 		}
 		return OutcomeSuccess, nil
 	}
@@ -557,7 +558,7 @@ func TestConfigErrorRetriedOnlyAfterConfigChange(t *testing.T) {
 	w := newWorld(t)
 	w.syncResult = func(in activities.SyncInput, _ time.Time) (string, error) {
 		if in.Seq == 1 {
-			return "", temporal.NewNonRetryableApplicationError("jira answered 403 on the project search", activities.ErrTypeConfig, nil)
+			return "", temporal.NewNonRetryableApplicationError("jira answered 403 on the project search", failure.TypeConfig, nil)
 		}
 		return OutcomeSuccess, nil
 	}
@@ -568,10 +569,10 @@ func TestConfigErrorRetriedOnlyAfterConfigChange(t *testing.T) {
 	w.start(ConnectionInput{})
 	w.requireCanceled()
 
-	if n := len(w.syncsOf(1)); n != 1 || len(w.failures) != 1 || w.failures[0].ErrorType != activities.ErrTypeConfig {
+	if n := len(w.syncsOf(1)); n != 1 || len(w.failures) != 1 || w.failures[0].ErrorType != failure.TypeConfig {
 		t.Errorf("a config error is recorded and not retried: %d attempts, failures %+v", n, w.failures)
 	}
-	if failed.Status != StatusActive || failed.LastErrorType != activities.ErrTypeConfig || failed.NextSyncAt == nil ||
+	if failed.Status != StatusActive || failed.LastErrorType != failure.TypeConfig || failed.NextSyncAt == nil ||
 		!failed.NextSyncAt.Equal(t0.Add(day+Jitter(testConn, 2, day))) {
 		t.Errorf("after the config error the next cadence still tries: %+v", failed)
 	}
@@ -601,7 +602,7 @@ func TestTestUpdate(t *testing.T) {
 	w := newWorld(t)
 	w.syncResult = func(in activities.SyncInput, _ time.Time) (string, error) {
 		if in.Seq == 2 {
-			return "", temporal.NewNonRetryableApplicationError("unauthorized", activities.ErrTypeReauthRequired, nil)
+			return "", temporal.NewNonRetryableApplicationError("unauthorized", failure.TypeReauthRequired, nil)
 		}
 		return OutcomeSuccess, nil
 	}
@@ -776,7 +777,7 @@ func TestContinueAsNewCarriesSeqDeadlinesAndPendingSyncNow(t *testing.T) {
 	next := newWorld(t)
 	next.env.SetStartTime(finished)
 	next.syncResult = func(activities.SyncInput, time.Time) (string, error) {
-		return "", temporal.NewNonRetryableApplicationError("bad jql", activities.ErrTypeConfig, nil)
+		return "", temporal.NewNonRetryableApplicationError("bad jql", failure.TypeConfig, nil)
 	}
 	var after ConnectionState
 	next.at(time.Minute, func() { after = next.state() })

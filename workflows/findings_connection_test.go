@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // findingStubs answers the finding-sync activities the way the real ones do for a scripted
@@ -513,7 +514,7 @@ func TestReauthFromDrainStopsFindingWork(t *testing.T) {
 	w := newWorld(t)
 	w.findings.fail = func(op string, now time.Time) error {
 		if op == FindingOpDrain && now.Before(t0.Add(day+3*time.Hour)) {
-			return temporal.NewNonRetryableApplicationError("the refresh token was revoked (invalid_grant)", activities.ErrTypeReauthRequired, nil)
+			return temporal.NewNonRetryableApplicationError("the refresh token was revoked (invalid_grant)", failure.TypeReauthRequired, nil)
 		}
 		return nil
 	}
@@ -545,7 +546,7 @@ func TestReauthFromDrainStopsFindingWork(t *testing.T) {
 		}
 	}
 	if waiting.Status != StatusNeedsReauth || !waiting.FindingQueuePending || waiting.PendingInboundChanges != 2 ||
-		waiting.FindingErrorType != activities.ErrTypeReauthRequired || waiting.NextFindingOpAt != nil {
+		waiting.FindingErrorType != failure.TypeReauthRequired || waiting.NextFindingOpAt != nil {
 		t.Errorf("waiting state: %+v", waiting)
 	}
 	if w.actions(ActionNeedsReauth) != 1 || !slices.Contains(w.attrs, "needs_reauth stale=false reauth=true") {
@@ -574,7 +575,7 @@ func TestTransientFindingFailuresBackOff(t *testing.T) {
 	recovered := t0.Add(2 * time.Hour)
 	w.findings.fail = func(op string, now time.Time) error {
 		if now.Before(recovered) {
-			return temporal.NewApplicationError("jira answered 503", activities.ErrTypeTransient)
+			return temporal.NewApplicationError("jira answered 503", failure.TypeTransient)
 		}
 		return nil
 	}
@@ -601,7 +602,7 @@ func TestTransientFindingFailuresBackOff(t *testing.T) {
 	if all := w.findings.starts(FindingOpDrain, true); len(all) < maxAttempts*(len(firsts)-1) {
 		t.Errorf("each failing drain uses the activity's retries first: %d attempts for %d drains", len(all), len(firsts))
 	}
-	if failing.FindingErrorType != activities.ErrTypeTransient || failing.FindingBackoffUntil == nil || !failing.FindingQueuePending {
+	if failing.FindingErrorType != failure.TypeTransient || failing.FindingBackoffUntil == nil || !failing.FindingQueuePending {
 		t.Errorf("state while failing: %+v", failing)
 	}
 	if w.findings.handled != 1 {
@@ -617,7 +618,7 @@ func TestFindingConfigErrorIsNotRetriedInALoop(t *testing.T) {
 	fixed := t0.Add(80 * time.Minute)
 	w.findings.fail = func(op string, now time.Time) error {
 		if now.Before(fixed) {
-			return temporal.NewNonRetryableApplicationError("issue_create_forbidden", activities.ErrTypeConfig, nil)
+			return temporal.NewNonRetryableApplicationError("issue_create_forbidden", failure.TypeConfig, nil)
 		}
 		return nil
 	}
@@ -636,7 +637,7 @@ func TestFindingConfigErrorIsNotRetriedInALoop(t *testing.T) {
 	}
 	var sawConfig bool
 	for _, m := range w.mirrors {
-		sawConfig = sawConfig || (m.LastErrorKind == activities.ErrTypeConfig && m.LastError == "issue_create_forbidden")
+		sawConfig = sawConfig || (m.LastErrorKind == failure.TypeConfig && m.LastError == "issue_create_forbidden")
 	}
 	if !sawConfig || len(w.failures) != 0 {
 		t.Errorf("the config error is mirrored (and is no failed sync): mirrors %+v failures %+v", w.mirrors, w.failures)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // This file is the finding ⇄ issue half of the connection's state machine. Per-finding state lives
@@ -85,7 +87,7 @@ type FindingCarried struct {
 
 	// Inbound holds the issue changes received by signal (SignalJiraIssueChanged) and not yet
 	// applied, in arrival order; at most MaxInboundBuffer.
-	Inbound []activities.JiraIssueChange `json:"inbound,omitempty"`
+	Inbound []findings.IssueChange `json:"inbound,omitempty"`
 	// InboxPending says the webhook inbox may hold pending changes: set by an inbox nudge, by a
 	// reconciliation tick (in runs with InboxChecks) and by an inbox pass that left changes
 	// behind. Consumed when ApplyInboxChanges starts, so a nudge during the pass runs another.
@@ -129,7 +131,7 @@ type (
 	// FindingsPending is the findings-pending signal: the queue has work.
 	FindingsPending struct{}
 	// JiraIssueChanged is the jira-issue-changed signal.
-	JiraIssueChanged struct{ Change activities.JiraIssueChange }
+	JiraIssueChanged struct{ Change findings.IssueChange }
 	// InboxNudged is the inbox-nudge signal: the webhook inbox has new changes.
 	InboxNudged struct{}
 	// FindingFinished reports the end of the finding operation Op: its result, or an ErrorType and
@@ -162,7 +164,7 @@ type (
 	// FindingFinished. Changes is the batch for FindingOpApply, Seq the number of a drain.
 	CmdStartFinding struct {
 		Op      string
-		Changes []activities.JiraIssueChange
+		Changes []findings.IssueChange
 		Seq     int64
 	}
 	// CmdCancelFinding cancels the finding activity in flight and waits until it has stopped.
@@ -174,7 +176,7 @@ func (CmdCancelFinding) isCommand() {}
 
 // issueChanged buffers an inbound change, or trades the whole buffer for a reconciliation when it
 // is full. A change without an issue id cannot be applied and is ignored.
-func (st *step) issueChanged(c activities.JiraIssueChange) {
+func (st *step) issueChanged(c findings.IssueChange) {
 	s := &st.s
 	if c.IssueID == "" {
 		return
@@ -190,7 +192,7 @@ func (st *step) issueChanged(c activities.JiraIssueChange) {
 
 // requeueChanges puts the changes of a failed apply back before those received since, within
 // the buffer's bound (beyond it, reconciliation takes over as for any overflow).
-func (st *step) requeueChanges(batch []activities.JiraIssueChange) {
+func (st *step) requeueChanges(batch []findings.IssueChange) {
 	s := &st.s
 	if len(batch)+len(s.Inbound) > MaxInboundBuffer {
 		s.Inbound, s.ReconcileNeeded = nil, true
@@ -231,7 +233,7 @@ func (st *step) clearFindingBackoff() {
 // reauthorizeFindings: new credentials; what failed on the old ones is tried at once.
 func (st *step) reauthorizeFindings() {
 	st.clearFindingBackoff()
-	if st.s.FindingErrorType == activities.ErrTypeReauthRequired {
+	if st.s.FindingErrorType == failure.TypeReauthRequired {
 		st.clearFindingError()
 	}
 }
@@ -308,7 +310,7 @@ func (st *step) findingFailed(e FindingFinished) {
 	// What the operation consumed when it started is wanted again.
 	switch e.Op {
 	case FindingOpApply:
-		if e.ErrorType == activities.ErrTypeInvalidInput {
+		if e.ErrorType == failure.TypeInvalidInput {
 			// The batch itself is refused: reconciliation reads the same truth from Jira.
 			s.ReconcileNeeded = true
 		} else {
@@ -326,7 +328,7 @@ func (st *step) findingFailed(e FindingFinished) {
 	s.FindingErrorOp, s.FindingErrorType, s.FindingError = e.Op, e.ErrorType, truncate(e.Message)
 	st.mirror = true
 	switch e.ErrorType {
-	case activities.ErrTypeReauthRequired:
+	case failure.TypeReauthRequired:
 		// The same wait as a sync's: no Jira-calling work until re-authorization. The queue and
 		// the flags stay, so everything resumes then.
 		if s.Status == StatusActive {
@@ -334,7 +336,7 @@ func (st *step) findingFailed(e FindingFinished) {
 			st.actions = append(st.actions, ActionNeedsReauth)
 		}
 		return
-	case activities.ErrTypeConfig, activities.ErrTypeInvalidInput:
+	case failure.TypeConfig, failure.TypeInvalidInput:
 		// Not retried in a loop: tried again after a reconciliation interval (as a permission
 		// fixed on the Jira side is picked up) or at once when the configuration changes.
 		if webhook {

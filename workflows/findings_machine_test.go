@@ -8,20 +8,22 @@ import (
 	"time"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // change is an inbound issue change as the webhook bridge sends it.
-func change(n int) activities.JiraIssueChange {
-	return activities.JiraIssueChange{
+func change(n int) findings.IssueChange {
+	return findings.IssueChange{
 		DeliveryID: fmt.Sprintf("delivery-%d", n), Event: "jira:issue_updated",
 		IssueID: fmt.Sprint(10000 + n), IssueKey: fmt.Sprintf("SEC-%d", n),
-		Status:        activities.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"},
+		Status:        findings.JiraStatus{ID: "10002", Name: "Done", CategoryKey: "done"},
 		StatusChanged: true, TimestampMillis: t0.UnixMilli() + int64(n),
 	}
 }
 
-func changes(n int) []activities.JiraIssueChange {
-	out := make([]activities.JiraIssueChange, n)
+func changes(n int) []findings.IssueChange {
+	out := make([]findings.IssueChange, n)
 	for i := range out {
 		out[i] = change(i + 1)
 	}
@@ -170,7 +172,7 @@ func TestFindingStep(t *testing.T) {
 		},
 		{
 			name: "a change without an issue id is ignored", state: loaded(),
-			event: JiraIssueChanged{Change: activities.JiraIssueChange{DeliveryID: "x"}}, now: h,
+			event: JiraIssueChanged{Change: findings.IssueChange{DeliveryID: "x"}}, now: h,
 			want: []string{},
 		},
 		{
@@ -312,7 +314,7 @@ func TestFindingStep(t *testing.T) {
 		},
 		{
 			name: "a failed inbox pass asks again after the backoff", state: lane(findingOn(), FindingOpInbox),
-			event: FindingFinished{Op: FindingOpInbox, ErrorType: activities.ErrTypeTransient, Message: "connection refused"}, now: t0.Add(time.Minute),
+			event: FindingFinished{Op: FindingOpInbox, ErrorType: failure.TypeTransient, Message: "connection refused"}, now: t0.Add(time.Minute),
 			want: []string{"mirror active stale=false err=transient"},
 			check: func(t *testing.T, s State) {
 				if !s.InboxPending || s.FindingFailures != 1 || s.NextFindingAt != t0.Add(2*time.Minute) {
@@ -523,7 +525,7 @@ func TestFindingStep(t *testing.T) {
 		{
 			name:  "reauth_required from a drain waits for re-authorization like a sync",
 			state: lane(loaded(), FindingOpDrain),
-			event: FindingFinished{Op: FindingOpDrain, ErrorType: activities.ErrTypeReauthRequired, Message: "invalid_grant"}, now: h,
+			event: FindingFinished{Op: FindingOpDrain, ErrorType: failure.TypeReauthRequired, Message: "invalid_grant"}, now: h,
 			want: []string{"attrs needs_reauth stale=false reauth=true", "mirror needs_reauth stale=false connection.needs_reauth err=reauth_required"},
 			check: func(t *testing.T, s State) {
 				if !s.QueuePending || !s.NextFindingAt.IsZero() || !s.NextSyncAt.IsZero() || s.Wake() != t0.Add(2*day) {
@@ -545,7 +547,7 @@ func TestFindingStep(t *testing.T) {
 			name: "re-authorization resumes the sync and the finding work",
 			state: with(needsReauth(loaded()), func(s *State) {
 				s.QueuePending, s.Inbound = true, changes(1)
-				s.FindingErrorOp, s.FindingErrorType, s.FindingError = FindingOpDrain, activities.ErrTypeReauthRequired, "invalid_grant"
+				s.FindingErrorOp, s.FindingErrorType, s.FindingError = FindingOpDrain, failure.TypeReauthRequired, "invalid_grant"
 			}),
 			event: Reauthorized{}, now: t0.Add(2 * time.Hour),
 			want: []string{"attrs active stale=false reauth=false", "mirror active stale=false", "sync 2 reauthorized", "finding apply 1"},
@@ -558,12 +560,12 @@ func TestFindingStep(t *testing.T) {
 		{
 			name:  "a sync that then needs re-auth too is recorded without a second audit row",
 			state: needsReauth(running(loaded(), 2, TriggerSchedule)),
-			event: SyncFinished{Seq: 2, ErrorType: activities.ErrTypeReauthRequired}, now: t0.Add(day),
+			event: SyncFinished{Seq: 2, ErrorType: failure.TypeReauthRequired}, now: t0.Add(day),
 			want: []string{"record-failure 2 reauth_required", "mirror needs_reauth stale=false err=reauth_required"},
 		},
 		{
 			name: "revoked under a drain ends the workflow", state: lane(loaded(), FindingOpDrain),
-			event: FindingFinished{Op: FindingOpDrain, ErrorType: activities.ErrTypeRevoked}, now: h,
+			event: FindingFinished{Op: FindingOpDrain, ErrorType: failure.TypeRevoked}, now: h,
 			want: []string{"attrs revoked stale=false reauth=false", "end"},
 			check: func(t *testing.T, s State) {
 				if !s.Ended || !s.Wake().IsZero() {
@@ -573,7 +575,7 @@ func TestFindingStep(t *testing.T) {
 		},
 		{
 			name: "a config error is recorded and not retried in a loop", state: lane(loaded(), FindingOpDrain),
-			event: FindingFinished{Op: FindingOpDrain, ErrorType: activities.ErrTypeConfig, Message: "issue_create_forbidden"}, now: h,
+			event: FindingFinished{Op: FindingOpDrain, ErrorType: failure.TypeConfig, Message: "issue_create_forbidden"}, now: h,
 			want: []string{"mirror active stale=false err=config"},
 			check: func(t *testing.T, s State) {
 				if !s.QueuePending || s.FindingBackoffUntil != h.Add(DefaultReconcileInterval) || s.NextFindingAt != h.Add(DefaultReconcileInterval) {
@@ -588,7 +590,7 @@ func TestFindingStep(t *testing.T) {
 			name: "a new configuration retries a config error at once",
 			state: with(loaded(), func(s *State) {
 				s.ConfigReloadPending, s.QueuePending, s.DrainSeq = true, true, 1
-				s.FindingBackoffUntil, s.FindingErrorOp, s.FindingErrorType = h.Add(10*time.Minute), FindingOpDrain, activities.ErrTypeConfig
+				s.FindingBackoffUntil, s.FindingErrorOp, s.FindingErrorType = h.Add(10*time.Minute), FindingOpDrain, failure.TypeConfig
 			}),
 			event: Loaded{snapshot(StatusActive, nil)}, now: h,
 			want: []string{"mirror active stale=false err=config", "finding drain 2"},
@@ -596,7 +598,7 @@ func TestFindingStep(t *testing.T) {
 		{
 			name:  "transient failures back off, doubling",
 			state: with(lane(loaded(), FindingOpDrain), func(s *State) { s.FindingFailures = 2 }),
-			event: FindingFinished{Op: FindingOpDrain, ErrorType: activities.ErrTypeRateLimited, Message: "429"}, now: h,
+			event: FindingFinished{Op: FindingOpDrain, ErrorType: failure.TypeRateLimited, Message: "429"}, now: h,
 			want: []string{"mirror active stale=false err=rate_limited"},
 			check: func(t *testing.T, s State) {
 				if s.FindingFailures != 3 || s.NextFindingAt != h.Add(4*time.Minute) {
@@ -607,9 +609,9 @@ func TestFindingStep(t *testing.T) {
 		{
 			name: "a failed apply puts its batch back before the changes received since",
 			state: with(lane(findingOn(), FindingOpApply), func(s *State) {
-				s.Applying, s.Inbound = changes(2), []activities.JiraIssueChange{change(3)}
+				s.Applying, s.Inbound = changes(2), []findings.IssueChange{change(3)}
 			}),
-			event: FindingFinished{Op: FindingOpApply, ErrorType: activities.ErrTypeTransient}, now: t0.Add(time.Minute),
+			event: FindingFinished{Op: FindingOpApply, ErrorType: failure.TypeTransient}, now: t0.Add(time.Minute),
 			want: []string{"mirror active stale=false err=transient"},
 			check: func(t *testing.T, s State) {
 				if len(s.Inbound) != 3 || s.Inbound[0].DeliveryID != "delivery-1" || s.Inbound[2].DeliveryID != "delivery-3" ||
@@ -623,7 +625,7 @@ func TestFindingStep(t *testing.T) {
 			state: with(lane(findingOn(), FindingOpApply), func(s *State) {
 				s.Applying, s.Inbound = changes(60), changes(60)
 			}),
-			event: FindingFinished{Op: FindingOpApply, ErrorType: activities.ErrTypeConfig}, now: t0.Add(time.Minute),
+			event: FindingFinished{Op: FindingOpApply, ErrorType: failure.TypeConfig}, now: t0.Add(time.Minute),
 			want: []string{"mirror active stale=false err=config"},
 			check: func(t *testing.T, s State) {
 				if len(s.Inbound) != 0 || !s.ReconcileNeeded {
@@ -634,7 +636,7 @@ func TestFindingStep(t *testing.T) {
 		{
 			name:  "a refused batch is left to reconciliation",
 			state: with(lane(findingOn(), FindingOpApply), func(s *State) { s.Applying = changes(2) }),
-			event: FindingFinished{Op: FindingOpApply, ErrorType: activities.ErrTypeInvalidInput}, now: t0.Add(time.Minute),
+			event: FindingFinished{Op: FindingOpApply, ErrorType: failure.TypeInvalidInput}, now: t0.Add(time.Minute),
 			want: []string{"mirror active stale=false err=invalid_input"},
 			check: func(t *testing.T, s State) {
 				if len(s.Inbound) != 0 || !s.ReconcileNeeded {
@@ -645,7 +647,7 @@ func TestFindingStep(t *testing.T) {
 		{
 			name:  "a webhook failure does not hold back the queue",
 			state: with(lane(findingOn(), FindingOpRegister), func(s *State) { s.QueuePending = true }),
-			event: FindingFinished{Op: FindingOpRegister, ErrorType: activities.ErrTypeTransient}, now: t0.Add(time.Minute),
+			event: FindingFinished{Op: FindingOpRegister, ErrorType: failure.TypeTransient}, now: t0.Add(time.Minute),
 			want: []string{"mirror active stale=false err=transient", "finding drain 1"},
 			check: func(t *testing.T, s State) {
 				if !s.WebhookRegisterPending || s.WebhookRetryAt != t0.Add(2*time.Minute) || !s.FindingBackoffUntil.IsZero() {
@@ -656,7 +658,7 @@ func TestFindingStep(t *testing.T) {
 		{
 			name: "success clears the operation's error",
 			state: with(lane(loaded(), FindingOpDrain), func(s *State) {
-				s.FindingErrorOp, s.FindingErrorType, s.FindingError, s.FindingFailures = FindingOpDrain, activities.ErrTypeTransient, "503", 2
+				s.FindingErrorOp, s.FindingErrorType, s.FindingError, s.FindingFailures = FindingOpDrain, failure.TypeTransient, "503", 2
 			}),
 			event: FindingFinished{Op: FindingOpDrain}, now: h,
 			want: []string{"mirror active stale=false"},
@@ -668,7 +670,7 @@ func TestFindingStep(t *testing.T) {
 		},
 		{
 			name: "the result of an operation not in flight is ignored", state: lane(loaded(), FindingOpDrain),
-			event: FindingFinished{Op: FindingOpApply, ErrorType: activities.ErrTypeReauthRequired}, now: h,
+			event: FindingFinished{Op: FindingOpApply, ErrorType: failure.TypeReauthRequired}, now: h,
 			want: []string{},
 		},
 		// Revoke, continue-as-new, new runs.
@@ -707,7 +709,7 @@ func TestFindingStep(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.state
-			beforeInbound := append([]activities.JiraIssueChange(nil), tc.state.Inbound...)
+			beforeInbound := append([]findings.IssueChange(nil), tc.state.Inbound...)
 			got, cmds := Step(tc.state, tc.event, tc.now)
 			if d := describe(cmds); !reflect.DeepEqual(d, tc.want) {
 				t.Errorf("commands:\n got  %q\n want %q", d, tc.want)
@@ -715,7 +717,7 @@ func TestFindingStep(t *testing.T) {
 			if tc.check != nil {
 				tc.check(t, got)
 			}
-			if !reflect.DeepEqual(before, tc.state) || !reflect.DeepEqual(beforeInbound, append([]activities.JiraIssueChange(nil), tc.state.Inbound...)) {
+			if !reflect.DeepEqual(before, tc.state) || !reflect.DeepEqual(beforeInbound, append([]findings.IssueChange(nil), tc.state.Inbound...)) {
 				t.Errorf("Step mutated its input state")
 			}
 			if !got.Ended && got.Loaded {
@@ -791,17 +793,17 @@ func TestCarriedStateDoesNotGrowWithFindings(t *testing.T) {
 // has none (or merely found no data).
 func TestMirrorShowsTheFindingError(t *testing.T) {
 	s := with(loaded(), func(s *State) {
-		s.FindingErrorType, s.FindingError = activities.ErrTypeConfig, "issue_create_forbidden"
+		s.FindingErrorType, s.FindingError = failure.TypeConfig, "issue_create_forbidden"
 	})
-	if u := mirrorOf(s, ""); u.LastErrorKind != activities.ErrTypeConfig || u.LastError != "issue_create_forbidden" {
+	if u := mirrorOf(s, ""); u.LastErrorKind != failure.TypeConfig || u.LastError != "issue_create_forbidden" {
 		t.Errorf("mirror: %+v", u)
 	}
-	s.LastErrorType, s.LastError = activities.ErrTypeTransient, "503"
-	if u := mirrorOf(s, ""); u.LastErrorKind != activities.ErrTypeTransient || u.LastError != "503" {
+	s.LastErrorType, s.LastError = failure.TypeTransient, "503"
+	if u := mirrorOf(s, ""); u.LastErrorKind != failure.TypeTransient || u.LastError != "503" {
 		t.Errorf("mirror: %+v", u)
 	}
 	s.LastErrorType = ErrTypeNoData
-	if u := mirrorOf(s, ""); u.LastErrorKind != activities.ErrTypeConfig {
+	if u := mirrorOf(s, ""); u.LastErrorKind != failure.TypeConfig {
 		t.Errorf("mirror: %+v", u)
 	}
 }

@@ -1,11 +1,9 @@
 package workflows
 
-import "github.com/jiraconnect/jiraconnect/activities"
-
 // Finding-sync messages, shared with the API's webhook bridge and findings endpoints.
 const (
-	// SignalJiraIssueChanged carries a JiraIssueChange. The webhook bridge no longer sends it (it
-	// stores deliveries in the inbox and sends SignalInboxNudge); it is still handled, for
+	// SignalJiraIssueChanged carries a findings.IssueChange. The webhook bridge does not send it
+	// (it stores deliveries in the inbox and sends SignalInboxNudge); it is still handled, for
 	// histories and senders from before the inbox.
 	SignalJiraIssueChanged = "jira-issue-changed"
 	// SignalInboxNudge is the webhook bridge's doorbell: the connection's webhook inbox
@@ -20,9 +18,3 @@ const (
 	// drain loses nothing and the workflow's state does not grow with the number of findings.
 	SignalFindingsPending = "findings-pending"
 )
-
-// JiraIssueChange is the payload of SignalJiraIssueChanged.
-type JiraIssueChange = activities.JiraIssueChange
-
-// JiraStatus is an issue status inside a JiraIssueChange.
-type JiraStatus = activities.JiraStatus

@@ -10,6 +10,8 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 )
 
 // This file is the connection's state machine: plain Go, no workflow APIs, so every scheduling
@@ -134,7 +136,7 @@ type State struct {
 	LastFindingOp  string
 	// Applying is the batch of inbound changes the apply in flight was given, put back into the
 	// buffer if it fails. Not carried: a run continues as new only when no activity is in flight.
-	Applying []activities.JiraIssueChange
+	Applying []findings.IssueChange
 	// InboxChecks makes each reconciliation tick also check the webhook inbox. The workflow sets
 	// it for runs whose history carries the inbox version marker (workflow.GetVersion): a run
 	// recorded before the inbox existed must replay without the extra activity. Inbox nudges are
@@ -397,7 +399,7 @@ func Step(s State, ev Event, now time.Time) (State, []Command) {
 			return s, nil
 		}
 		st.finished(e)
-		if e.ErrorType == activities.ErrTypeRevoked {
+		if e.ErrorType == failure.TypeRevoked {
 			// Revoked while syncing: the revoke already cleaned up; record the run and end.
 			return st.endRevoked(nil)
 		}
@@ -418,7 +420,7 @@ func Step(s State, ev Event, now time.Time) (State, []Command) {
 			return s, nil
 		}
 		st.findingFinished(e)
-		if e.ErrorType == activities.ErrTypeRevoked {
+		if e.ErrorType == failure.TypeRevoked {
 			// The connection was revoked under the activity: the revoke cleaned up; end.
 			return st.endRevoked(nil)
 		}
@@ -463,7 +465,7 @@ func (st *step) loaded(snap activities.ConnectionSnapshot) {
 		s.ConfigReloadPending = false
 		// A sync that failed on configuration was not retried; the new configuration is the
 		// first reason to believe it could work, so try at once instead of waiting a cadence.
-		if s.LastErrorType == activities.ErrTypeConfig && s.Status == StatusActive && s.RunningSeq == 0 {
+		if s.LastErrorType == failure.TypeConfig && s.Status == StatusActive && s.RunningSeq == 0 {
 			st.request(TriggerSchedule)
 		}
 	}
@@ -576,7 +578,7 @@ func (st *step) finished(e SyncFinished) {
 	s.LastErrorType, s.LastError = e.ErrorType, msg
 	st.early = append(st.early, CmdRecordFailure{Seq: e.Seq, ErrorType: e.ErrorType, Message: msg})
 	switch e.ErrorType {
-	case activities.ErrTypeReauthRequired:
+	case failure.TypeReauthRequired:
 		if s.Status != StatusNeedsReauth { // a finding activity may have found out first
 			s.Status = StatusNeedsReauth
 			st.actions = append(st.actions, ActionNeedsReauth)

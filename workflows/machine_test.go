@@ -13,6 +13,7 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/activities"
 	"github.com/jiraconnect/jiraconnect/connections"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 var (
@@ -211,7 +212,7 @@ func TestStep(t *testing.T) {
 		{
 			name: "partial counts as success and clears the last error",
 			state: with(running(loaded(), 2, TriggerSchedule), func(s *State) {
-				s.LastErrorType, s.LastError = activities.ErrTypeTransient, "boom"
+				s.LastErrorType, s.LastError = failure.TypeTransient, "boom"
 			}),
 			event: SyncFinished{Seq: 2, Outcome: OutcomePartial}, now: t0.Add(day),
 			want: []string{"mirror active stale=false"},
@@ -257,7 +258,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "reauth_required stops syncing but keeps the stale clock", state: running(loaded(), 2, TriggerSchedule),
-			event: SyncFinished{Seq: 2, ErrorType: activities.ErrTypeReauthRequired, Message: "invalid_grant"}, now: t0.Add(day),
+			event: SyncFinished{Seq: 2, ErrorType: failure.TypeReauthRequired, Message: "invalid_grant"}, now: t0.Add(day),
 			want: []string{"record-failure 2 reauth_required", "attrs needs_reauth stale=false reauth=true",
 				"mirror needs_reauth stale=false connection.needs_reauth err=reauth_required"},
 			check: func(t *testing.T, s State) {
@@ -271,7 +272,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "a config failure is recorded and tried again at the next cadence", state: running(loaded(), 2, TriggerSchedule),
-			event: SyncFinished{Seq: 2, ErrorType: activities.ErrTypeConfig, Message: "forbidden"}, now: t0.Add(day),
+			event: SyncFinished{Seq: 2, ErrorType: failure.TypeConfig, Message: "forbidden"}, now: t0.Add(day),
 			want: []string{"record-failure 2 config", "mirror active stale=false err=config"},
 			check: func(t *testing.T, s State) {
 				if s.Status != StatusActive || s.NextSyncAt != next(s) {
@@ -281,7 +282,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "a transient failure after retries waits for the next cadence", state: running(loaded(), 2, TriggerSchedule),
-			event: SyncFinished{Seq: 2, ErrorType: activities.ErrTypeTransient, Message: "503"}, now: t0.Add(day + 20*time.Minute),
+			event: SyncFinished{Seq: 2, ErrorType: failure.TypeTransient, Message: "503"}, now: t0.Add(day + 20*time.Minute),
 			want: []string{"record-failure 2 transient", "mirror active stale=false err=transient"},
 			check: func(t *testing.T, s State) {
 				if s.NextSyncAt != next(s) || s.LastSuccessAt != t0 {
@@ -291,7 +292,7 @@ func TestStep(t *testing.T) {
 		},
 		{
 			name: "revoked while syncing: record the run and end without cleanup", state: running(loaded(), 2, TriggerSchedule),
-			event: SyncFinished{Seq: 2, ErrorType: activities.ErrTypeRevoked}, now: t0.Add(day),
+			event: SyncFinished{Seq: 2, ErrorType: failure.TypeRevoked}, now: t0.Add(day),
 			want: []string{"record-failure 2 revoked", "attrs revoked stale=false reauth=false", "end"},
 			check: func(t *testing.T, s State) {
 				if !s.Ended {
@@ -392,7 +393,7 @@ func TestStep(t *testing.T) {
 		{
 			name: "re-authorization resumes with an immediate sync",
 			state: with(loaded(), func(s *State) {
-				s.Status, s.NextSyncAt, s.LastErrorType = StatusNeedsReauth, time.Time{}, activities.ErrTypeReauthRequired
+				s.Status, s.NextSyncAt, s.LastErrorType = StatusNeedsReauth, time.Time{}, failure.TypeReauthRequired
 			}),
 			event: Reauthorized{}, now: t0.Add(30 * time.Hour),
 			want: []string{"attrs active stale=false reauth=false", "mirror active stale=false err=reauth_required", "sync 2 reauthorized"},
@@ -437,14 +438,14 @@ func TestStep(t *testing.T) {
 		{
 			name: "new configuration after a config failure retries at once",
 			state: with(loaded(), func(s *State) {
-				s.ConfigReloadPending, s.LastErrorType, s.LastOutcome = true, activities.ErrTypeConfig, OutcomeFailed
+				s.ConfigReloadPending, s.LastErrorType, s.LastOutcome = true, failure.TypeConfig, OutcomeFailed
 			}),
 			event: Loaded{snapshot(StatusActive, nil)}, now: t0.Add(time.Hour),
 			want: []string{"mirror active stale=false err=config", "sync 2 schedule"},
 		},
 		{
 			name:  "a reload without config-changed does not retry a config failure",
-			state: with(loaded(), func(s *State) { s.LastErrorType = activities.ErrTypeConfig }),
+			state: with(loaded(), func(s *State) { s.LastErrorType = failure.TypeConfig }),
 			event: Loaded{snapshot(StatusActive, nil)}, now: t0.Add(time.Hour),
 			want: []string{"mirror active stale=false err=config"},
 		},
@@ -719,7 +720,7 @@ func TestResumeAfterLostWorkflow(t *testing.T) {
 	t.Run("stale stays stale with its error, without a second stale event", func(t *testing.T) {
 		snap := snapshot(StatusActive, func(c *activities.ConnectionSnapshot) {
 			c.LastSuccessAt, c.LastSyncAt, c.Stale = at(0), at(3*day), true
-			c.LastError, c.LastErrorKind = "jira: 502", activities.ErrTypeTransient
+			c.LastError, c.LastErrorKind = "jira: 502", failure.TypeTransient
 			c.LastSync = &activities.SyncRunRecord{Seq: 4, Outcome: OutcomeFailed}
 		})
 		s, cmds := Step(NewState(testOrg, testConn, nil), Loaded{snap}, t0.Add(3*day+time.Hour))
@@ -750,7 +751,7 @@ func TestResumeAfterLostWorkflow(t *testing.T) {
 	t.Run("needs_reauth waits, then finishes the interrupted run", func(t *testing.T) {
 		snap := snapshot(StatusNeedsReauth, func(c *activities.ConnectionSnapshot) {
 			c.LastSuccessAt, c.LastSyncAt = at(day), at(2*day)
-			c.LastError, c.LastErrorKind = "token refused", activities.ErrTypeReauthRequired
+			c.LastError, c.LastErrorKind = "token refused", failure.TypeReauthRequired
 			c.LastSync = &activities.SyncRunRecord{Seq: 3, Outcome: activities.OutcomeRunning, Trigger: TriggerSchedule}
 		})
 		s, cmds := Step(NewState(testOrg, testConn, nil), Loaded{snap}, t0.Add(2*day+time.Hour))

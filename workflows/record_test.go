@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/server/temporaltest"
 
 	"github.com/jiraconnect/jiraconnect/activities"
+	"github.com/jiraconnect/jiraconnect/failure"
 )
 
 // TestRecordHistories runs ConnectionWorkflow on a real in-process Temporal server through its
@@ -162,7 +163,7 @@ func recordFindingSignals(ctx context.Context, t *testing.T, srv *temporaltest.T
 		return f.appliedCount() == 3 && s.FindingOpInProgress == ""
 	})
 
-	f.set(func(f *scripted) { f.findingFailure = activities.ErrTypeReauthRequired })
+	f.set(func(f *scripted) { f.findingFailure = failure.TypeReauthRequired })
 	f.enqueue(1, time.Now())
 	signal(ctx, t, c, id, SignalFindingsPending, nil)
 	waitFor(ctx, t, c, id, "needs_reauth", func(s ConnectionState) bool { return s.Status == StatusNeedsReauth })
@@ -216,14 +217,14 @@ func recordLifecycle(ctx context.Context, t *testing.T, srv *temporaltest.TestSe
 	}
 	waitFor(ctx, t, c, id, "config reload", func(s ConnectionState) bool { return s.SyncCadence == 3*time.Second })
 
-	f.set(func(f *scripted) { f.failure = activities.ErrTypeReauthRequired })
+	f.set(func(f *scripted) { f.failure = failure.TypeReauthRequired })
 	waitFor(ctx, t, c, id, "needs_reauth", func(s ConnectionState) bool { return s.Status == StatusNeedsReauth })
 	waitFor(ctx, t, c, id, "stale while waiting", func(s ConnectionState) bool { return s.Stale })
 
-	f.set(func(f *scripted) { f.failure = activities.ErrTypeConfig })
+	f.set(func(f *scripted) { f.failure = failure.TypeConfig })
 	mustUpdate(ctx, t, c, id, UpdateReauthorized, nil)
 	waitFor(ctx, t, c, id, "config failure", func(s ConnectionState) bool {
-		return s.LastErrorType == activities.ErrTypeConfig && !s.SyncInProgress
+		return s.LastErrorType == failure.TypeConfig && !s.SyncInProgress
 	})
 	f.set(func(f *scripted) { f.failure = "" })
 	if err := c.SignalWorkflow(ctx, id, "", SignalConfigChanged, nil); err != nil {

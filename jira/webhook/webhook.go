@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/jiraconnect/jiraconnect/jira"
 )
 
 // DefaultMaxBytes bounds a payload. Jira sends the whole issue (description, comments, worklogs
@@ -37,15 +39,6 @@ const (
 	IssueUpdated EventType = "jira:issue_updated"
 	IssueDeleted EventType = "jira:issue_deleted"
 )
-
-// Status is an issue's status as carried in issue.fields.status.
-type Status struct {
-	ID   string
-	Name string
-	// CategoryKey is "new", "indeterminate" or "done" (or "undefined"); match on it, not on
-	// names, which are display text.
-	CategoryKey string
-}
 
 // StatusChange is the status transition recorded in the changelog. FromID is empty for a
 // newly created issue.
@@ -71,9 +64,10 @@ type Event struct {
 	TimestampMillis int64
 	IssueID         string
 	IssueKey        string
-	// Status is the issue's status after the change; nil only for jira:issue_deleted payloads
-	// that carry no fields.
-	Status *Status
+	// Status is the issue's status after the change, as the REST API describes a status (only
+	// the category's key is read; match on it, not on names, which are display text); nil only
+	// for jira:issue_deleted payloads that carry no fields.
+	Status *jira.Status
 	// StatusChange is non-nil when the changelog contains a status change.
 	StatusChange *StatusChange
 	// Resolution is the current resolution name ("" when unresolved or absent).
@@ -332,7 +326,7 @@ func parseID(field string, raw json.RawMessage, required bool) (string, error) {
 	return s, nil
 }
 
-func parseStatus(w *wireStatus) (*Status, error) {
+func parseStatus(w *wireStatus) (*jira.Status, error) {
 	id, err := parseID("issue.fields.status.id", w.ID, true)
 	if err != nil {
 		return nil, err
@@ -349,7 +343,7 @@ func parseStatus(w *wireStatus) (*Status, error) {
 	default:
 		return nil, perr("issue.fields.status.statusCategory.key", "unknown status category %q", clip(key, 32))
 	}
-	return &Status{ID: id, Name: clip(*w.Name, 255), CategoryKey: key}, nil
+	return &jira.Status{ID: id, Name: clip(*w.Name, 255), Category: jira.StatusCategory{Key: key}}, nil
 }
 
 // validIssueKey accepts PROJECT-123: a project key (letter, then letters, digits or underscores)

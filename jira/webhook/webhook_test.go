@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jiraconnect/jiraconnect/jira"
 )
 
 func load(t *testing.T, name string) []byte {
@@ -28,7 +30,7 @@ func TestParseRecordedPayloads(t *testing.T) {
 			file: "cloud-issue-updated-resolved.json",
 			want: Event{
 				Type: IssueUpdated, TimestampMillis: 1550286940507, IssueID: "10040", IssueKey: "TES-41",
-				Status:       &Status{ID: "10002", Name: "Done", CategoryKey: "done"},
+				Status:       &jira.Status{ID: "10002", Name: "Done", Category: jira.StatusCategory{Key: "done"}},
 				StatusChange: &StatusChange{FromID: "3", FromName: "In Progress", ToID: "10002", ToName: "Done"},
 				Resolution:   "Done",
 				Actor:        Actor{AccountID: "5c5f880629be9642ba529340", Name: "admin", Key: "admin", DisplayName: "Test User"},
@@ -40,7 +42,7 @@ func TestParseRecordedPayloads(t *testing.T) {
 			file: "dc-issue-updated-resolved.json",
 			want: Event{
 				Type: IssueUpdated, TimestampMillis: 1565652182025, IssueID: "10300", IssueKey: "TES-4",
-				Status:       &Status{ID: "5", Name: "Resolved", CategoryKey: "done"},
+				Status:       &jira.Status{ID: "5", Name: "Resolved", Category: jira.StatusCategory{Key: "done"}},
 				StatusChange: &StatusChange{FromID: "3", FromName: "In Progress", ToID: "5", ToName: "Resolved"},
 				Resolution:   "Done",
 				Actor:        Actor{Name: "admin", Key: "admin", DisplayName: "Test User"},
@@ -51,7 +53,7 @@ func TestParseRecordedPayloads(t *testing.T) {
 			file: "cloud-issue-created.json",
 			want: Event{
 				Type: IssueCreated, TimestampMillis: 1550286113023, IssueID: "10040", IssueKey: "TES-41",
-				Status:       &Status{ID: "10001", Name: "To Do", CategoryKey: "new"},
+				Status:       &jira.Status{ID: "10001", Name: "To Do", Category: jira.StatusCategory{Key: "new"}},
 				StatusChange: &StatusChange{ToID: "10001", ToName: "To Do"},
 				Actor:        Actor{AccountID: "5c5f880629be9642ba529340", Name: "admin", Key: "admin", DisplayName: "Test User"},
 				ChangelogID:  "10222", IssueEventTypeName: "issue_created",
@@ -61,7 +63,7 @@ func TestParseRecordedPayloads(t *testing.T) {
 			file: "cloud-issue-deleted.json",
 			want: Event{
 				Type: IssueDeleted, TimestampMillis: 1562177136176, IssueID: "10303", IssueKey: "IDT-19",
-				Status: &Status{ID: "10004", Name: "To Do", CategoryKey: "new"},
+				Status: &jira.Status{ID: "10004", Name: "To Do", Category: jira.StatusCategory{Key: "new"}},
 				Actor:  Actor{AccountID: "5c5f880629be9642ba529340", Name: "admin", Key: "admin", DisplayName: "Test User"},
 			},
 		},
@@ -69,7 +71,7 @@ func TestParseRecordedPayloads(t *testing.T) {
 			file: "cloud-issue-updated-dynamic.json",
 			want: Event{
 				Type: IssueUpdated, TimestampMillis: 1550286940507, IssueID: "10040", IssueKey: "TES-41",
-				Status:       &Status{ID: "10002", Name: "Done", CategoryKey: "done"},
+				Status:       &jira.Status{ID: "10002", Name: "Done", Category: jira.StatusCategory{Key: "done"}},
 				StatusChange: &StatusChange{FromID: "3", FromName: "In Progress", ToID: "10002", ToName: "Done"},
 				Resolution:   "Done",
 				Actor:        Actor{AccountID: "5c5f880629be9642ba529340", Name: "admin", Key: "admin", DisplayName: "Test User"},
@@ -190,7 +192,7 @@ func TestStatusChangeDetection(t *testing.T) {
 	}
 	// No changelog at all: no status change, current status still reported.
 	body = mutate(t, func(m map[string]any) { delete(m, "changelog") })
-	if ev, err = Parse(body); err != nil || ev.StatusChange != nil || ev.Status.CategoryKey != "done" {
+	if ev, err = Parse(body); err != nil || ev.StatusChange != nil || ev.Status.Category.Key != "done" {
 		t.Fatalf("ev=%+v err=%v", ev, err)
 	}
 }
@@ -268,7 +270,7 @@ func FuzzParse(f *testing.F) {
 		if ev.TimestampMillis < minTimestampMillis || ev.TimestampMillis >= maxTimestampMillis {
 			t.Fatalf("accepted timestamp %d", ev.TimestampMillis)
 		}
-		if ev.Type != IssueDeleted && (ev.Status == nil || ev.Status.ID == "" || ev.Status.CategoryKey == "") {
+		if ev.Type != IssueDeleted && (ev.Status == nil || ev.Status.ID == "" || ev.Status.Category.Key == "") {
 			t.Fatalf("accepted %s without status: %+v", ev.Type, ev.Status)
 		}
 		if ev.StatusChange != nil && ev.StatusChange.ToID == "" {

@@ -1,4 +1,4 @@
-package activities
+package findingsync
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/jiraconnect/jiraconnect/connections"
 	"github.com/jiraconnect/jiraconnect/db/dbq"
+	"github.com/jiraconnect/jiraconnect/failure"
+	"github.com/jiraconnect/jiraconnect/findings"
 	"github.com/jiraconnect/jiraconnect/jira"
 	"github.com/jiraconnect/jiraconnect/jira/jql"
 )
@@ -38,25 +40,21 @@ const dynamicWebhookTTL = 30 * 24 * time.Hour
 // With finding sync off, previously registered webhooks are deleted and the result is Skipped.
 //
 // Neither the secret nor the URL is logged or returned.
-func (a *Activities) RegisterWebhooks(ctx context.Context, ref ConnectionRef) (WebhookResult, error) {
-	return a.webhooks(ctx, ref, false)
+func (s *Service) RegisterWebhooks(ctx context.Context, scope findings.Scope) (WebhookResult, error) {
+	return s.webhooks(ctx, scope, false)
 }
 
 // RefreshWebhooks extends the stored dynamic webhooks before Jira's 30-day expiry. When Jira no
 // longer knows them (expired, deleted, or pointing at an outdated secret), it registers a new one
 // exactly like RegisterWebhooks. Calls: list, then refresh (or the registration's calls).
-func (a *Activities) RefreshWebhooks(ctx context.Context, ref ConnectionRef) (WebhookResult, error) {
-	return a.webhooks(ctx, ref, true)
+func (s *Service) RefreshWebhooks(ctx context.Context, scope findings.Scope) (WebhookResult, error) {
+	return s.webhooks(ctx, scope, true)
 }
 
-func (a *Activities) webhooks(ctx context.Context, ref ConnectionRef, refresh bool) (WebhookResult, error) {
-	if err := validRef(ref); err != nil {
-		return WebhookResult{}, activityError(ctx, err)
-	}
-	log := a.logger(ref)
-	row, conn, err := a.findingSyncConnection(ctx, ref)
+func (s *Service) webhooks(ctx context.Context, scope findings.Scope, refresh bool) (WebhookResult, error) {
+	row, conn, err := s.load(ctx, scope)
 	if err != nil {
-		return WebhookResult{}, activityError(ctx, err)
+		return WebhookResult{}, err
 	}
 	if conn.Kind != connections.KindCloudOAuth {
 		return WebhookResult{Skipped: true}, nil
@@ -64,37 +62,36 @@ func (a *Activities) webhooks(ctx context.Context, ref ConnectionRef, refresh bo
 	if conn.Config.FindingSync == nil && len(row.DynamicWebhookIds) == 0 {
 		return WebhookResult{Skipped: true}, nil
 	}
-	if conn.Config.FindingSync != nil && a.publicURL == "" {
-		return WebhookResult{}, activityError(ctx, fmt.Errorf("%w: PUBLIC_URL is not set, so no webhook URL can be built", errBadConfig))
+	if conn.Config.FindingSync != nil && s.publicURL == "" {
+		return WebhookResult{}, fmt.Errorf("%w: PUBLIC_URL is not set, so no webhook URL can be built", failure.ErrBadConfig)
 	}
-	stats := &jira.CallStats{}
-	client, _, err := a.conns.Client(ctx, ref.OrgID, ref.ConnectionID, stats)
+	calls := &jira.CallStats{}
+	client, err := s.client(ctx, scope, conn, calls)
 	if err != nil {
-		if a.conns.OAuth == nil {
-			err = errOAuthNotConfigured
-		}
-		return WebhookResult{}, activityError(ctx, err)
+		return WebhookResult{}, err
 	}
-	w := &webhookSync{a: a, ref: ref, row: row, client: client, log: log}
+	log := s.logger(scope)
+	w := &webhookSync{s: s, scope: scope, row: row, client: client, log: log}
 	if conn.Config.FindingSync == nil {
 		if err := w.unregister(ctx); err != nil {
-			return WebhookResult{}, activityError(ctx, err)
+			return WebhookResult{}, err
 		}
 		return WebhookResult{Skipped: true}, nil
 	}
 	res, err := w.ensure(ctx, conn.Config.FindingSync.ProjectKey, refresh)
 	if err != nil {
-		f := classify(err)
-		log.Warn("dynamic webhook registration failed", slog.String("error_type", f.errType), slog.String("error", f.msg),
-			slog.Int("jira_calls", stats.Total()))
-		return WebhookResult{}, activityError(ctx, err)
+		f := failure.Classify(err)
+		log.Warn("dynamic webhook registration failed", slog.String("error_type", f.Type), slog.String("error", f.Message),
+			slog.Int("jira_calls", calls.Total()))
+		return WebhookResult{}, err
 	}
 	return res, nil
 }
 
+// webhookSync registers, refreshes or removes one connection's dynamic webhooks.
 type webhookSync struct {
-	a      *Activities
-	ref    ConnectionRef
+	s      *Service
+	scope  findings.Scope
 	row    dbq.Connection
 	client *jira.Client
 	log    *slog.Logger
@@ -102,7 +99,7 @@ type webhookSync struct {
 
 // urlPrefix is the part of this connection's webhook URLs before the secret.
 func (w *webhookSync) urlPrefix() string {
-	return strings.TrimRight(w.a.publicURL, "/") + "/webhooks/jira/" + w.ref.ConnectionID.String() + "/"
+	return strings.TrimRight(w.s.publicURL, "/") + "/webhooks/jira/" + w.scope.ConnectionID.String() + "/"
 }
 
 // ours reports whether a registered webhook belongs to this connection.
@@ -119,17 +116,17 @@ func (w *webhookSync) current(h jira.Webhook) bool {
 	return len(w.row.WebhookSecretHash) > 0 && subtle.ConstantTimeCompare(connections.HashURLSecret(secret), w.row.WebhookSecretHash) == 1
 }
 
-func (w *webhookSync) callCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, w.a.callTimeout)
-}
-
+// list reads the app's webhooks registered in Jira.
 func (w *webhookSync) list(ctx context.Context) ([]jira.Webhook, error) {
-	heartbeat(ctx, "list webhooks")
-	cctx, cancel := w.callCtx(ctx)
+	w.s.progress(ctx, "list webhooks")
+	cctx, cancel := w.s.callCtx(ctx, 1)
 	defer cancel()
 	return w.client.ListWebhooks(cctx)
 }
 
+// ensure keeps the connection's webhook registered: on a refresh, the stored webhooks are
+// extended when Jira still knows every one of them with the stored secret; otherwise (or on a
+// registration) a new one replaces them.
 func (w *webhookSync) ensure(ctx context.Context, projectKey string, refresh bool) (WebhookResult, error) {
 	existing, err := w.list(ctx)
 	if err != nil {
@@ -143,23 +140,28 @@ func (w *webhookSync) ensure(ctx context.Context, projectKey string, refresh boo
 			}
 		}
 		if known == len(w.row.DynamicWebhookIds) {
-			heartbeat(ctx, "refresh webhooks")
-			cctx, cancel := w.callCtx(ctx)
-			exp, err := w.client.RefreshWebhooks(cctx, w.row.DynamicWebhookIds)
-			cancel()
-			if err != nil {
-				return WebhookResult{}, err
-			}
-			if err := w.store(ctx, w.row.DynamicWebhookIds, exp, nil); err != nil {
-				return WebhookResult{}, err
-			}
-			w.log.Info("dynamic webhooks refreshed", slog.Any("webhook_ids", w.row.DynamicWebhookIds), slog.Time("expires_at", exp))
-			return WebhookResult{IDs: slices.Clone(w.row.DynamicWebhookIds), ExpiresAt: &exp}, nil
+			return w.refresh(ctx)
 		}
 		w.log.Info("stored dynamic webhooks are no longer registered in Jira; registering again",
 			slog.Any("webhook_ids", w.row.DynamicWebhookIds), slog.Int("still_registered", known))
 	}
 	return w.register(ctx, projectKey, existing)
+}
+
+// refresh extends the stored webhooks and stores Jira's new expiry.
+func (w *webhookSync) refresh(ctx context.Context) (WebhookResult, error) {
+	w.s.progress(ctx, "refresh webhooks")
+	cctx, cancel := w.s.callCtx(ctx, 1)
+	exp, err := w.client.RefreshWebhooks(cctx, w.row.DynamicWebhookIds)
+	cancel()
+	if err != nil {
+		return WebhookResult{}, err
+	}
+	if err := w.store(ctx, w.row.DynamicWebhookIds, exp, nil); err != nil {
+		return WebhookResult{}, err
+	}
+	w.log.Info("dynamic webhooks refreshed", slog.Any("webhook_ids", w.row.DynamicWebhookIds), slog.Time("expires_at", exp))
+	return WebhookResult{IDs: slices.Clone(w.row.DynamicWebhookIds), ExpiresAt: &exp}, nil
 }
 
 // register replaces this connection's webhooks by a new one with a fresh secret.
@@ -169,22 +171,22 @@ func (w *webhookSync) register(ctx context.Context, projectKey string, existing 
 	}
 	filter, err := jql.Query{Where: jql.Eq("project", projectKey)}.Build()
 	if err != nil {
-		return WebhookResult{}, fmt.Errorf("%w: webhook filter: %v", errBadConfig, err)
+		return WebhookResult{}, fmt.Errorf("%w: webhook filter: %v", failure.ErrBadConfig, err)
 	}
 	secrets, err := connections.NewWebhookSecrets(false)
 	if err != nil {
 		return WebhookResult{}, err
 	}
-	callback, err := url.JoinPath(w.a.publicURL, "webhooks", "jira", w.ref.ConnectionID.String(), secrets.URLSecret)
+	callback, err := url.JoinPath(w.s.publicURL, "webhooks", "jira", w.scope.ConnectionID.String(), secrets.URLSecret)
 	if err != nil {
-		return WebhookResult{}, fmt.Errorf("%w: PUBLIC_URL is not a URL", errBadConfig)
+		return WebhookResult{}, fmt.Errorf("%w: PUBLIC_URL is not a URL", failure.ErrBadConfig)
 	}
 	// The new secret's hash is stored before Jira can deliver with it.
 	if err := w.store(ctx, []int64{}, time.Time{}, connections.HashURLSecret(secrets.URLSecret)); err != nil {
 		return WebhookResult{}, err
 	}
-	heartbeat(ctx, "register webhook")
-	cctx, cancel := w.callCtx(ctx)
+	w.s.progress(ctx, "register webhook")
+	cctx, cancel := w.s.callCtx(ctx, 1)
 	regs, err := w.client.RegisterWebhooks(cctx, callback, []jira.WebhookSpec{{
 		Events: webhookEvents, JQLFilter: filter, FieldIDsFilter: []string{"status"},
 	}})
@@ -197,16 +199,16 @@ func (w *webhookSync) register(ctx context.Context, projectKey string, existing 
 		if len(regs) == 1 {
 			msgs = regs[0].Errors
 		}
-		return WebhookResult{}, fmt.Errorf("%w: Jira refused the webhook: %s", errBadConfig, strings.Join(msgs, "; "))
+		return WebhookResult{}, fmt.Errorf("%w: Jira refused the webhook: %s", failure.ErrBadConfig, strings.Join(msgs, "; "))
 	}
 	ids := []int64{regs[0].ID}
 	// Registration does not say when the webhook expires; a refresh does.
-	heartbeat(ctx, "read webhook expiry")
-	cctx, cancel = w.callCtx(ctx)
+	w.s.progress(ctx, "read webhook expiry")
+	cctx, cancel = w.s.callCtx(ctx, 1)
 	exp, err := w.client.RefreshWebhooks(cctx, ids)
 	cancel()
 	if err != nil {
-		exp = w.a.now().Add(dynamicWebhookTTL).UTC()
+		exp = w.s.now().Add(dynamicWebhookTTL).UTC()
 		w.log.Info("could not read the new webhook's expiry; assuming Jira's 30 days", slog.String("err", err.Error()))
 	}
 	if err := w.store(ctx, ids, exp, nil); err != nil {
@@ -227,8 +229,8 @@ func (w *webhookSync) deleteOurs(ctx context.Context, existing []jira.Webhook) e
 	if len(stale) == 0 {
 		return nil
 	}
-	heartbeat(ctx, "delete webhooks")
-	cctx, cancel := w.callCtx(ctx)
+	w.s.progress(ctx, "delete webhooks")
+	cctx, cancel := w.s.callCtx(ctx, 1)
 	defer cancel()
 	if err := w.client.DeleteWebhooks(cctx, stale); err != nil {
 		return err
@@ -256,11 +258,11 @@ func (w *webhookSync) store(ctx context.Context, ids []int64, exp time.Time, sec
 		e := exp.UTC()
 		expPtr = &e
 	}
-	err := w.a.db.InOrg(ctx, w.ref.OrgID, func(q *dbq.Queries) error {
-		if err := liveConnection(ctx, q, w.ref.ConnectionID); err != nil {
+	err := w.s.db.InOrg(ctx, w.scope.OrgID, func(q *dbq.Queries) error {
+		if _, err := connections.RequireLive(ctx, q, w.scope.ConnectionID); err != nil {
 			return err
 		}
-		return q.SetDynamicWebhooks(ctx, dbq.SetDynamicWebhooksParams{ID: w.ref.ConnectionID, Ids: ids, ExpiresAt: expPtr, SecretHash: secretHash})
+		return q.SetDynamicWebhooks(ctx, dbq.SetDynamicWebhooksParams{ID: w.scope.ConnectionID, Ids: ids, ExpiresAt: expPtr, SecretHash: secretHash})
 	})
 	if err != nil && !errors.Is(err, connections.ErrRevoked) {
 		return fmt.Errorf("store dynamic webhooks: %w", err)
