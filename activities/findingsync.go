@@ -55,11 +55,12 @@ func (a *Activities) DrainFindingQueue(ctx context.Context, in DrainInput) (Drai
 		batch = DefaultDrainBatch
 	}
 	calls := &jira.CallStats{}
+	started := a.now().UTC()
 	res, err := a.findingSync.Drain(ctx, scopeOf(in.ConnectionRef), findingsync.DrainRequest{
 		Batch: min(batch, MaxDrainBatch), Actor: workflowActor(workflowIDOf(ctx, in.WorkflowID, in.ConnectionRef)), Calls: calls,
 	})
 	if calls.Total() > 0 {
-		a.recordDrainRun(ctx, in, res, calls, err)
+		a.recordDrainRun(ctx, in, started, res, calls, err)
 	}
 	if err != nil {
 		f := failure.Classify(err)
@@ -173,10 +174,10 @@ type drainReport struct {
 	CallsByOperation map[string]int `json:"calls_by_operation,omitempty"`
 }
 
-// recordDrainRun writes the drain's connector_runs row: two statements in one transaction, and
-// nothing at all for a drain that did not call Jira. Its failure is logged, not returned: the
+// recordDrainRun writes the drain's connector_runs row, from started to now on the same clock:
+// two statements in one transaction, and nothing at all for a drain that did not call Jira. Its failure is logged, not returned: the
 // pushes themselves are already committed and must not be retried because of bookkeeping.
-func (a *Activities) recordDrainRun(ctx context.Context, in DrainInput, res DrainResult, stats *jira.CallStats, runErr error) {
+func (a *Activities) recordDrainRun(ctx context.Context, in DrainInput, started time.Time, res DrainResult, stats *jira.CallStats, runErr error) {
 	key, workflowID, runID := drainRunKey(ctx, in)
 	if key == "" {
 		return
@@ -199,7 +200,7 @@ func (a *Activities) recordDrainRun(ctx context.Context, in DrainInput, res Drai
 		err = a.db.InOrg(ctx, in.OrgID, func(q *dbq.Queries) error {
 			run, err := q.UpsertConnectorRun(ctx, dbq.UpsertConnectorRunParams{
 				OrgID: in.OrgID, ConnectionID: in.ConnectionID, Kind: RunKindFindingPush, IdempotencyKey: key,
-				WorkflowID: workflowID, RunID: runID, TriggeredBy: "findings",
+				WorkflowID: workflowID, RunID: runID, TriggeredBy: "findings", StartedAt: &started,
 			})
 			if errors.Is(err, pgx.ErrNoRows) {
 				return fmt.Errorf("run key %q belongs to another connection or run kind", key)

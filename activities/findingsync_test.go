@@ -86,6 +86,9 @@ func TestDrainCreatesOneIssuePerMatchingFinding(t *testing.T) {
 	if len(runs) != 1 || runs[0].Outcome != activities.OutcomeSuccess || runs[0].JiraCalls != 1 {
 		t.Errorf("runs %+v", runs)
 	}
+	if len(runs) == 1 && (runs[0].FinishedAt == nil || runs[0].FinishedAt.Before(runs[0].StartedAt)) {
+		t.Errorf("the push run finished before it started: %+v", runs[0])
+	}
 
 	// A finding queued again without a change costs no call; an empty queue records no run.
 	s.enqueue(high)

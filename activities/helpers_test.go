@@ -270,6 +270,7 @@ type runRow struct {
 	JiraCalls  int
 	Error      *string
 	ErrorKind  *string
+	StartedAt  time.Time
 	FinishedAt *time.Time
 	Attempts   int
 	Trigger    string
@@ -278,14 +279,14 @@ type runRow struct {
 func (h *harness) runs(connID uuid.UUID) []runRow {
 	h.t.Helper()
 	rows, err := h.owner().Query(context.Background(),
-		`SELECT id, outcome, jira_calls, error, error_kind, finished_at, attempts, triggered_by FROM connector_runs
+		`SELECT id, outcome, jira_calls, error, error_kind, started_at, finished_at, attempts, triggered_by FROM connector_runs
 		 WHERE connection_id = $1 ORDER BY started_at, id`, connID)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (runRow, error) {
 		var x runRow
-		err := r.Scan(&x.ID, &x.Outcome, &x.JiraCalls, &x.Error, &x.ErrorKind, &x.FinishedAt, &x.Attempts, &x.Trigger)
+		err := r.Scan(&x.ID, &x.Outcome, &x.JiraCalls, &x.Error, &x.ErrorKind, &x.StartedAt, &x.FinishedAt, &x.Attempts, &x.Trigger)
 		return x, err
 	})
 	if err != nil {

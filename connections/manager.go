@@ -103,7 +103,9 @@ func (m *Manager) ensureRunning(ctx context.Context, orgID, connID uuid.UUID) er
 
 // workflowFailure turns the workflow answers a caller can act on into failures: a workflow that
 // could not be started is workflow_unavailable (the change is stored; a sync now starts it), a
-// request the workflow refused is the conflict "rejected" with the workflow's reason.
+// request the workflow refused is the conflict "rejected" with the workflow's reason, and a
+// request the workflow has but has not answered within the client's wait is still_running (the
+// change is stored and the workflow carries it out; the connection's status and runs show when).
 func (m *Manager) workflowFailure(connID uuid.UUID, err error) error {
 	var rejected *WorkflowRejectedError
 	switch {
@@ -115,6 +117,10 @@ func (m *Manager) workflowFailure(connID uuid.UUID, err error) error {
 			"the connection was saved but its workflow could not be started; retry with POST /v1/connections/{id}/sync")
 	case errors.As(err, &rejected):
 		return apperr.Conflict("rejected", rejected.Reason)
+	case errors.Is(err, ErrUpdatePending):
+		return apperr.New(apperr.KindTimeout, "still_running", "",
+			"the connection's workflow has the request but has not answered yet (Temporal or Jira is slow); "+
+				"the connection's status and runs show when it is done — check them before retrying")
 	}
 	return err
 }

@@ -461,6 +461,9 @@ func TestSyncNowAndTest(t *testing.T) {
 	w.wf.err["sync"] = &connections.WorkflowRejectedError{Reason: "not possible while the connection is needs_reauth"}
 	_, err = w.m.SyncNow(ctx, w.org, conn.ID, w.by)
 	requireFailure(t, err, apperr.KindConflict, "rejected", "")
+	w.wf.err["sync"] = fmt.Errorf("update sync: %w", connections.ErrUpdatePending)
+	_, err = w.m.SyncNow(ctx, w.org, conn.ID, w.by)
+	requireFailure(t, err, apperr.KindTimeout, "still_running", "")
 	w.wf.err["sync"] = errors.New("temporal: deadline exceeded")
 	_, err = w.m.SyncNow(ctx, w.org, conn.ID, w.by)
 	var f *apperr.Error
@@ -479,7 +482,7 @@ func TestSyncNowAndTest(t *testing.T) {
 	requireFailure(t, err, apperr.KindConflict, "workflow_not_running", "")
 
 	assert.Equal(t, []string{"sync " + id + " org=" + w.org.String(), "sync " + id + " org=" + w.org.String(),
-		"sync " + id + " org=" + w.org.String(), "sync " + id + " org=" + w.org.String(), "test " + id, "test " + id, "test " + id}, w.wf.made())
+		"sync " + id + " org=" + w.org.String(), "sync " + id + " org=" + w.org.String(), "sync " + id + " org=" + w.org.String(), "test " + id, "test " + id, "test " + id}, w.wf.made())
 	rows := w.audits()
 	require.Len(t, rows, 4)
 	assert.Equal(t, "connection.sync_requested", rows[1].Action)

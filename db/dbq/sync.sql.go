@@ -596,9 +596,10 @@ func (q *Queries) ResolveConnectionAlerts(ctx context.Context, arg ResolveConnec
 const upsertConnectorRun = `-- name: UpsertConnectorRun :one
 
 INSERT INTO connector_runs (org_id, connection_id, kind, idempotency_key, workflow_id, run_id,
-                            triggered_by, attempts)
+                            triggered_by, attempts, started_at)
 VALUES ($1, $2, $3, $4,
-        $5, $6, $7, 1)
+        $5, $6, $7, 1,
+        COALESCE($8::timestamptz, now()))
 ON CONFLICT (org_id, idempotency_key) DO UPDATE
 SET workflow_id = EXCLUDED.workflow_id,
     run_id      = EXCLUDED.run_id,
@@ -618,6 +619,7 @@ type UpsertConnectorRunParams struct {
 	WorkflowID     string
 	RunID          string
 	TriggeredBy    string
+	StartedAt      *time.Time
 }
 
 // Write side of the connection workflow's activities: connector runs, evidence and its
@@ -628,6 +630,7 @@ type UpsertConnectorRunParams struct {
 // was marked failed is reopened, because a new attempt under the same key means the workflow
 // chose to try that run again. Finished runs keep their outcome (the caller replays the result).
 // The WHERE clause refuses to adopt a key that belongs to another connection or run kind.
+// started_at is when the work began if the caller records the run afterwards, else now().
 func (q *Queries) UpsertConnectorRun(ctx context.Context, arg UpsertConnectorRunParams) (ConnectorRun, error) {
 	row := q.db.QueryRow(ctx, upsertConnectorRun,
 		arg.OrgID,
@@ -637,6 +640,7 @@ func (q *Queries) UpsertConnectorRun(ctx context.Context, arg UpsertConnectorRun
 		arg.WorkflowID,
 		arg.RunID,
 		arg.TriggeredBy,
+		arg.StartedAt,
 	)
 	var i ConnectorRun
 	err := row.Scan(

@@ -8,10 +8,12 @@
 -- was marked failed is reopened, because a new attempt under the same key means the workflow
 -- chose to try that run again. Finished runs keep their outcome (the caller replays the result).
 -- The WHERE clause refuses to adopt a key that belongs to another connection or run kind.
+-- started_at is when the work began if the caller records the run afterwards, else now().
 INSERT INTO connector_runs (org_id, connection_id, kind, idempotency_key, workflow_id, run_id,
-                            triggered_by, attempts)
+                            triggered_by, attempts, started_at)
 VALUES (sqlc.arg(org_id), sqlc.arg(connection_id), sqlc.arg(kind), sqlc.arg(idempotency_key),
-        sqlc.arg(workflow_id), sqlc.arg(run_id), sqlc.arg(triggered_by), 1)
+        sqlc.arg(workflow_id), sqlc.arg(run_id), sqlc.arg(triggered_by), 1,
+        COALESCE(sqlc.narg(started_at)::timestamptz, now()))
 ON CONFLICT (org_id, idempotency_key) DO UPDATE
 SET workflow_id = EXCLUDED.workflow_id,
     run_id      = EXCLUDED.run_id,
