@@ -408,7 +408,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 // every setting that decides what is collected from Jira.
 func evidenceSettings(c connections.Config) map[string]any {
 	return map[string]any{"sync_cadence": c.SyncCadence.D().String(), "stale_threshold": c.StaleThreshold.D().String(),
-		"resolved_jql": c.ResolvedJQL, "sample_size": c.SampleSize}
+		"resolved_jql": c.ResolvedJQL, "sample_size": c.SampleSize, "remediation": c.Remediation}
 }
 
 // configFieldError turns a connections.FieldError into an API error naming config.<field>.
