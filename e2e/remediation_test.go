@@ -61,7 +61,7 @@ func TestRemediationSettingsAndEvidence(t *testing.T) {
 	// A bad patch is refused whole and changes nothing; a good one replaces the SLAs.
 	for body, field := range map[string]string{
 		`{"remediation":{"slas":{"High":"720h","high":"24h"}}}`:  "remediation.slas.high",
-		`{"remediation":{"window_days":90,"jql":""}}`:             "remediation.jql",
+		`{"remediation":{"window_days":90,"jql":""}}`:            "remediation.jql",
 		`{"sample_size":10,"remediation":{"slas":{"Low":"1s"}}}`: "remediation.slas.Low",
 	} {
 		var v map[string]any
