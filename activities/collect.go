@@ -42,7 +42,7 @@ var sampleFields = []string{"key", "summary", "resolution", "resolutiondate", "p
 // revokedCheck reports whether the connection has been revoked since the sync started.
 type revokedCheck func(ctx context.Context) error
 
-// collector performs the four Jira calls of one sync.
+// collector performs the Jira calls of one sync.
 type collector struct {
 	client      *jira.Client
 	conn        connections.Connection
@@ -70,8 +70,10 @@ func partFailure(err error) bool {
 	return false
 }
 
-// collect runs the sync's Jira calls. Exactly four calls are made whatever the site's size:
-// project count, total count, open count and one search page of at most SampleSize issues.
+// collect runs the sync's Jira calls. Their number does not depend on the site's size: project
+// count, total count, open count, the resolved-ticket sample (one page unless Jira cuts pages
+// short, at most samplePageLimit), and the security-remediation calls (3 + one per configured
+// priority: 8 with the defaults). With the default configuration a sync makes 12 calls.
 func (c *collector) collect(ctx context.Context, collectedAt time.Time) (evidence.SyncResult, error) {
 	out := evidence.SyncResult{SiteURL: c.conn.SiteURL, CollectedAt: collectedAt}
 	totalJQL, err := totalQuery.Build()
@@ -111,7 +113,7 @@ func (c *collector) collect(ctx context.Context, collectedAt time.Time) (evidenc
 		})
 		switch {
 		case err == nil:
-			*part.dst = evidence.TicketCountPart{Fetched: true, JQL: part.jql, Count: int64(n),
+			*part.dst = evidence.TicketCountPart{Fetched: true, JQL: part.jql, Count: int64(n), Approximate: c.client.CountsAreEstimates(),
 				ResponseSHA256: digest("search.count", c.conn.Kind, map[string]any{"jql": part.jql, "count": n})}
 		case partFailure(err):
 			*part.dst = evidence.TicketCountPart{JQL: part.jql, Error: err.Error()}
@@ -146,6 +148,11 @@ func (c *collector) collect(ctx context.Context, collectedAt time.Time) (evidenc
 		out.Resolved.Error = err.Error()
 	default:
 		return out, &hardError{err}
+	}
+
+	// Security remediation (collect_remediation.go).
+	if out.Remediation, err = c.remediation(ctx, collectedAt); err != nil {
+		return out, err
 	}
 	return out, nil
 }
@@ -251,10 +258,10 @@ func sampleWindow(q string, now time.Time) (time.Time, time.Time) {
 // buildItems runs evidence.BuildItems and, when Jira's data fails validation (an open count above
 // the total, a ticket without a resolution, a resolution date in the future), fails only the
 // parts the problems belong to and builds again, so that one malformed answer costs its own
-// evidence type and not the whole sync. Problems outside the four parts are our own bug or
+// evidence type and not the whole sync. Problems outside the five parts are our own bug or
 // configuration and fail the sync.
 func buildItems(in evidence.SyncResult) ([]evidence.Item, evidence.Report, error) {
-	for range 5 { // each round fails at least one more part; four parts bound the loop
+	for range 6 { // each round fails at least one more part; five parts bound the loop
 		items, report, err := evidence.BuildItems(in)
 		var ve *evidence.ValidationError
 		if !errors.As(err, &ve) {
@@ -267,7 +274,7 @@ func buildItems(in evidence.SyncResult) ([]evidence.Item, evidence.Report, error
 				part = part[:i]
 			}
 			switch part {
-			case "projects", "total", "open", "resolved":
+			case "projects", "total", "open", "resolved", "remediation":
 				reasons[part] = append(reasons[part], p.Error())
 			default:
 				return nil, evidence.Report{}, fmt.Errorf("%w: %v", failure.ErrBadConfig, err)
@@ -284,6 +291,10 @@ func buildItems(in evidence.SyncResult) ([]evidence.Item, evidence.Report, error
 		}
 		if _, bad := reasons["open"]; bad {
 			in.Open = evidence.TicketCountPart{JQL: in.Open.JQL, Error: reason("open")}
+		}
+		if _, bad := reasons["remediation"]; bad {
+			r := in.Remediation
+			in.Remediation = evidence.RemediationPart{JQL: r.JQL, WindowFrom: r.WindowFrom, WindowTo: r.WindowTo, Error: reason("remediation")}
 		}
 		if _, bad := reasons["resolved"]; bad {
 			r := in.Resolved

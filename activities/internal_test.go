@@ -49,6 +49,14 @@ func validSync() evidence.SyncResult {
 			WindowTo: now, SampleSize: 25, ResponseSHA256: hash, Tickets: []evidence.Ticket{{
 				Key: "SEC-1", Summary: "Fix", Resolution: "Done", Resolved: now.Add(-time.Hour), Link: "https://acme.atlassian.net/browse/SEC-1",
 			}}},
+		Remediation: evidence.RemediationPart{Fetched: true, JQL: connections.DefaultRemediationJQL, WindowFrom: now.Add(-90 * 24 * time.Hour), WindowTo: now,
+			Resolved: evidence.CountResult{JQL: "resolved", Count: 1, ResponseSHA256: hash},
+			Sample: evidence.RemediationSample{JQL: "sample", Complete: true, ResponseSHA256: hash, Tickets: []evidence.RemediationTicket{{
+				Key: "SEC-1", Priority: "High", Created: now.Add(-48 * time.Hour), Resolved: now.Add(-time.Hour)}}},
+			Priorities: []evidence.PriorityPart{{Priority: "High", SLA: 30 * 24 * time.Hour,
+				OpenPastSLA: evidence.CountResult{JQL: "past", Count: 0, ResponseSHA256: hash}}},
+			Oldest: evidence.OldestOpenResult{JQL: "oldest", ResponseSHA256: hash},
+		},
 	}
 }
 
@@ -62,7 +70,7 @@ func typeOutcomes(r evidence.Report) map[evidence.Type]evidence.Outcome {
 
 func TestBuildItemsFailsOnlyTheInvalidPart(t *testing.T) {
 	items, report, err := buildItems(validSync())
-	if err != nil || report.Outcome != evidence.OutcomeComplete || len(items) != 4 {
+	if err != nil || report.Outcome != evidence.OutcomeComplete || len(items) != 5 {
 		t.Fatalf("valid input: %d items, %+v, %v", len(items), report, err)
 	}
 
@@ -70,7 +78,7 @@ func TestBuildItemsFailsOnlyTheInvalidPart(t *testing.T) {
 	in := validSync()
 	in.Open.Count = 11
 	items, report, err = buildItems(in)
-	if err != nil || report.Outcome != evidence.OutcomePartial || len(items) != 3 {
+	if err != nil || report.Outcome != evidence.OutcomePartial || len(items) != 4 {
 		t.Fatalf("open > total: %d items, %+v, %v", len(items), report, err)
 	}
 	if o := typeOutcomes(report); o[evidence.TypeTicketVolume] != evidence.OutcomeNoData || o[evidence.TypeProjectInventory] != evidence.OutcomeComplete ||
@@ -84,7 +92,7 @@ func TestBuildItemsFailsOnlyTheInvalidPart(t *testing.T) {
 	in.Resolved.Tickets = append(in.Resolved.Tickets, evidence.Ticket{Key: "SEC-2", Summary: "x", Resolution: "Done",
 		Resolved: in.CollectedAt.Add(time.Hour), Link: "https://acme.atlassian.net/browse/SEC-2"})
 	items, report, err = buildItems(in)
-	if err != nil || report.Outcome != evidence.OutcomePartial || len(items) != 2 {
+	if err != nil || report.Outcome != evidence.OutcomePartial || len(items) != 3 {
 		t.Fatalf("bad ticket: %d items, %+v, %v", len(items), report, err)
 	}
 	for _, tr := range report.Types {
@@ -93,17 +101,40 @@ func TestBuildItemsFailsOnlyTheInvalidPart(t *testing.T) {
 		}
 	}
 
+	// A remediation ticket resolved before it was created costs the remediation only, with a
+	// reason: never figures computed from data Jira got wrong.
+	in = validSync()
+	in.Remediation.Sample.Tickets[0].Created = in.CollectedAt
+	items, report, err = buildItems(in)
+	if err != nil || report.Outcome != evidence.OutcomePartial || len(items) != 4 {
+		t.Fatalf("bad remediation ticket: %d items, %+v, %v", len(items), report, err)
+	}
+	for _, it := range items {
+		if it.Type == evidence.TypeSecurityRemediation {
+			t.Fatal("remediation evidence built from invalid data")
+		}
+	}
+	if o := typeOutcomes(report); o[evidence.TypeSecurityRemediation] != evidence.OutcomeNoData || o[evidence.TypeSecurityTicketSample] != evidence.OutcomeComplete {
+		t.Fatalf("report %+v", report)
+	}
+	for _, tr := range report.Types {
+		if tr.Type == evidence.TypeSecurityRemediation && !containsAll(tr.Reason, "invalid data from Jira", "remediation.sample.tickets[0].resolved", "before the ticket was created") {
+			t.Fatalf("remediation report %+v", tr)
+		}
+	}
+
 	// Everything invalid: no items, and the caller fails the attempt.
 	in = validSync()
 	in.Projects.Count = -1
 	in.Total.Count = -1
 	in.Resolved.Tickets[0].Key = "not a key"
+	in.Remediation.Resolved.Count = -1
 	items, report, err = buildItems(in)
 	if err != nil || len(items) != 0 || report.Outcome != evidence.OutcomeNoData {
 		t.Fatalf("all invalid: %d items, %+v, %v", len(items), report, err)
 	}
 
-	// A problem outside the four parts is ours (configuration), not Jira's.
+	// A problem outside the parts is ours (configuration), not Jira's.
 	in = validSync()
 	in.SiteURL = "ftp://acme"
 	if _, _, err := buildItems(in); !errors.Is(err, failure.ErrBadConfig) || failure.Classify(err).Type != failure.TypeConfig {
@@ -155,8 +186,10 @@ func TestRecommendedOptions(t *testing.T) {
 		slices.Contains(SyncOptions().RetryPolicy.NonRetryableErrorTypes, failure.TypeTransient) {
 		t.Error("rate limits and transient failures must be retried")
 	}
-	// Four calls at the per-call bound must fit in a sync attempt.
-	if 4*DefaultJiraCallTimeout >= SyncOptions().StartToCloseTimeout {
-		t.Error("sync StartToClose cannot fit four Jira calls")
+	// A default sync (four calls, then the remediation's three and one per default priority)
+	// fits in an attempt even when Jira takes ten seconds per call.
+	calls := 4 + 3 + len(connections.DefaultRemediationSLAs())
+	if time.Duration(calls)*10*time.Second >= SyncOptions().StartToCloseTimeout {
+		t.Errorf("sync StartToClose cannot fit %d Jira calls of 10s", calls)
 	}
 }

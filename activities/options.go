@@ -16,9 +16,12 @@ import (
 // ApplicationErrors; listing them keeps the policy correct even for an error wrapped elsewhere.
 var nonRetryable = []string{failure.TypeConfig, failure.TypeReauthRequired, failure.TypeRevoked, failure.TypeInvalidInput}
 
-// SyncOptions are for SyncEvidence. A sync is four Jira calls of at most DefaultJiraCallTimeout
-// each plus one transaction, so three minutes is generous; the heartbeat timeout exceeds one call's
-// bound, so a live sync never misses it while a dead worker is noticed within a minute. Retries
+// SyncOptions are for SyncEvidence. A sync is a fixed number of Jira calls (12 with the default
+// configuration), each bounded by DefaultJiraCallTimeout, plus one transaction. Jira answers each
+// in well under a second; three minutes still fits a default sync whose every call takes ten
+// seconds, and an attempt slower than that times out and is retried. The heartbeat timeout
+// exceeds one call's bound, so a live sync never misses it while a dead worker is noticed within
+// a minute. Retries
 // back off from 10s to 10m over six attempts (about 20 minutes), well inside a daily cadence; a
 // rate-limited attempt waits for Jira's Retry-After instead (NextRetryDelay). When the retries are
 // exhausted the workflow calls RecordSyncFailure.

@@ -80,8 +80,8 @@ func TestRevokeCleanup(t *testing.T) {
 	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1 AND kind = 'sync' AND outcome = 'success'`, ref.ConnectionID); n != 1 {
 		t.Error("a finished run was changed by the revoke")
 	}
-	if n := h.count(`SELECT count(*) FROM evidence WHERE connection_id = $1`, ref.ConnectionID); n != 3+len(fx.resolved) {
-		t.Fatalf("%d evidence rows kept, want %d", n, 3+len(fx.resolved))
+	if n := h.count(`SELECT count(*) FROM evidence WHERE connection_id = $1`, ref.ConnectionID); n != fx.items() {
+		t.Fatalf("%d evidence rows kept, want %d", n, fx.items())
 	}
 	if n := h.count(`SELECT count(*) FROM connector_runs WHERE connection_id = $1`, ref.ConnectionID); n != 2 {
 		t.Fatal("runs were not kept")

@@ -46,10 +46,12 @@ type runReport struct {
 	Checks []Check `json:"checks,omitempty"`
 }
 
-// SyncEvidence performs one evidence sync of a connection: four Jira calls (project count, total
-// and open ticket counts, one page of the resolved-security-ticket sample), then one Postgres
-// transaction that stores new evidence (deduplicated by fingerprint), one observation per item for
-// this run, the run's outcome, the connection's sync timestamps and an audit row.
+// SyncEvidence performs one evidence sync of a connection: a fixed number of Jira calls whatever
+// the site's size (project count, total and open ticket counts, the resolved-security-ticket
+// sample, and the security-remediation counts and searches: 12 with the default configuration;
+// see collector.collect), then one Postgres transaction that stores new evidence (deduplicated by
+// fingerprint), one observation per item for this run, the run's outcome, the connection's sync
+// timestamps and an audit row.
 //
 // Outcomes: success (every evidence type fresh), partial (some types have no data, e.g. one Jira
 // answer was malformed or a count was zero), no_data (the fetches worked but prove nothing). A

@@ -35,6 +35,16 @@ type fixture struct {
 	resolved              []string // keys of the recent resolved security tickets, sorted
 }
 
+// items is the number of evidence items a sync of the fixture stores: project inventory, ticket
+// volume, sample summary, security remediation, and one per resolved ticket.
+func (f fixture) items() int { return 4 + len(f.resolved) }
+
+// defaultSyncCalls is the Jira calls of a sync with the default configuration, the same at every
+// site size: project count, total and open counts and one sample page (4), then the security
+// remediation's resolved count, resolved-ticket page and oldest-open search (3) and one
+// open-past-SLA count per default priority (5).
+const defaultSyncCalls = 4 + 3 + 5
+
 func seedFixture(t *testing.T, srv *jirasim.Server) fixture {
 	t.Helper()
 	for _, key := range []string{"SEC", "APP"} {
@@ -127,12 +137,12 @@ func TestSyncEvidenceForEachConnectionKind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantItems := 3 + len(fx.resolved) // inventory, volume, sample summary, one per ticket
-			if res.Outcome != activities.OutcomeSuccess || res.JiraCalls != 4 || res.NewEvidence != wantItems || res.Observed != wantItems {
-				t.Fatalf("result %+v, want success, 4 calls, %d new and observed", res, wantItems)
+			wantItems := fx.items()
+			if res.Outcome != activities.OutcomeSuccess || res.JiraCalls != defaultSyncCalls || res.NewEvidence != wantItems || res.Observed != wantItems {
+				t.Fatalf("result %+v, want success, %d calls, %d new and observed", res, defaultSyncCalls, wantItems)
 			}
-			if n := jiraRequests(srv); n != 4 {
-				t.Fatalf("simulator served %d REST requests, want 4: %v", n, srv.OperationCounts())
+			if n := jiraRequests(srv); n != defaultSyncCalls {
+				t.Fatalf("simulator served %d REST requests, want %d: %v", n, defaultSyncCalls, srv.OperationCounts())
 			}
 
 			runs := h.runs(ref.ConnectionID)
@@ -140,7 +150,7 @@ func TestSyncEvidenceForEachConnectionKind(t *testing.T) {
 				t.Fatalf("%d runs", len(runs))
 			}
 			r := runs[0]
-			if r.ID != res.ConnectorRunID || r.Outcome != "success" || r.JiraCalls != 4 || r.Error != nil || r.FinishedAt == nil ||
+			if r.ID != res.ConnectorRunID || r.Outcome != "success" || r.JiraCalls != defaultSyncCalls || r.Error != nil || r.FinishedAt == nil ||
 				r.Attempts != 1 || r.Trigger != "schedule" {
 				t.Fatalf("run row %+v", r)
 			}
@@ -168,8 +178,23 @@ func TestSyncEvidenceForEachConnectionKind(t *testing.T) {
 				vol.TotalJQL != "project is not EMPTY" || vol.OpenJQL != `statusCategory != "Done"` {
 				t.Errorf("ticket volume %+v", vol)
 			}
-			if q := byType[string(evidence.TypeTicketVolume)][0].Provenance.Queries; len(q) != 2 || q[0].JQL != vol.TotalJQL || q[1].JQL != vol.OpenJQL {
+			// Counts from Cloud's approximate-count are recorded as estimates; Data Center's
+			// search totals are exact.
+			approximate := tc.flavor == jirasim.Cloud
+			if q := byType[string(evidence.TypeTicketVolume)][0].Provenance.Queries; len(q) != 2 || q[0].JQL != vol.TotalJQL || q[1].JQL != vol.OpenJQL ||
+				q[0].Approximate != approximate || q[1].Approximate != approximate {
 				t.Errorf("ticket volume provenance queries %+v", q)
+			}
+			var rem evidence.SecurityRemediation
+			mustDecode(t, byType[string(evidence.TypeSecurityRemediation)], &rem)
+			if rem.Empty || rem.Sampled != int64(len(fx.resolved))+1 || len(rem.Priorities) != 5 {
+				t.Errorf("remediation %+v", rem)
+			}
+			for _, q := range byType[string(evidence.TypeSecurityRemediation)][0].Provenance.Queries {
+				isCount := q.Purpose == evidence.PurposeRemediationResolvedCount || q.Purpose == evidence.PurposeRemediationOpenPastSLA
+				if q.Approximate != (isCount && approximate) {
+					t.Errorf("remediation query %s approximate=%t on %s", q.Purpose, q.Approximate, tc.flavor)
+				}
 			}
 			var sample evidence.SecurityTicketSample
 			mustDecode(t, byType[string(evidence.TypeSecurityTicketSample)], &sample)
@@ -224,7 +249,7 @@ func TestSameContentTwiceIsOneRowTwoObservations(t *testing.T) {
 	srv := startSim(t, jirasim.Cloud, h.log)
 	fx := seedFixture(t, srv)
 	ref := h.connect(connections.KindCloudToken, srv, nil)
-	items := 3 + len(fx.resolved)
+	items := fx.items()
 
 	first, err := h.sync(ref, 1)
 	if err != nil {
@@ -283,7 +308,8 @@ func TestSameContentTwiceIsOneRowTwoObservations(t *testing.T) {
 		t.Fatalf("%d project inventory rows", n)
 	}
 
-	// A newly resolved security ticket changes the volume, the sample and adds the ticket.
+	// A newly resolved security ticket changes the volume, the sample and the remediation figures,
+	// and adds the ticket.
 	if _, err := srv.AddIssue(jirasim.IssueSpec{Project: "SEC", IssueType: "Bug", Summary: "Rotate keys", Labels: []string{"security"},
 		Status: "Done", Resolution: "Done", Created: srv.Now().Add(-48 * time.Hour), Resolved: srv.Now().Add(-time.Hour), Silent: true}); err != nil {
 		t.Fatal(err)
@@ -292,8 +318,8 @@ func TestSameContentTwiceIsOneRowTwoObservations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fourth.NewEvidence != 3 || fourth.Observed != items+1 {
-		t.Fatalf("after a new resolved ticket: %+v, want 3 new rows and %d observed", fourth, items+1)
+	if fourth.NewEvidence != 4 || fourth.Observed != items+1 {
+		t.Fatalf("after a new resolved ticket: %+v, want 4 new rows and %d observed", fourth, items+1)
 	}
 }
 
@@ -327,8 +353,8 @@ func TestSyncCallCountDoesNotGrowWithSiteSize(t *testing.T) {
 			t.Errorf("%s: %d sampled tickets (sample size 25)", size.name, n)
 		}
 	}
-	if calls["small"] != 4 || calls["large"] != 4 {
-		t.Fatalf("jira calls per sync: %v, want 4 for both sizes", calls)
+	if calls["small"] != defaultSyncCalls || calls["large"] != defaultSyncCalls {
+		t.Fatalf("jira calls per sync: %v, want %d for both sizes", calls, defaultSyncCalls)
 	}
 }
 
@@ -461,7 +487,7 @@ func TestSyncErrorTypes(t *testing.T) {
 		}
 		runs := h.runs(ref.ConnectionID)
 		if len(runs) != 1 || runs[0].ID != res.ConnectorRunID || runs[0].Outcome != "success" || runs[0].Attempts != 2 ||
-			runs[0].JiraCalls != 8 || runs[0].Error != nil {
+			runs[0].JiraCalls != 4+defaultSyncCalls || runs[0].Error != nil {
 			t.Fatalf("after the retry: %+v", runs)
 		}
 	})
@@ -477,7 +503,8 @@ func TestSyncErrorTypes(t *testing.T) {
 		if ae.Type() != failure.TypeTransient || ae.NonRetryable() {
 			t.Fatalf("%s nonretryable=%t: %v", ae.Type(), ae.NonRetryable(), err)
 		}
-		r := h.assertAttemptError(ref, failure.TypeTransient, 4)
+		// Every part's first call answers malformed (the remediation stops at its first): 4 + 1.
+		r := h.assertAttemptError(ref, failure.TypeTransient, 5)
 		if !strings.Contains(*r.Error, "malformed_response") {
 			t.Errorf("run error %q does not name the malformed response", *r.Error)
 		}
@@ -525,8 +552,8 @@ func TestMalformedPartIsNoDataForThatTypeOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Outcome != activities.OutcomePartial || res.JiraCalls != 4 || res.Observed != 2+len(fx.resolved) {
-		t.Fatalf("result %+v, want partial with 4 calls and no project inventory", res)
+	if res.Outcome != activities.OutcomePartial || res.JiraCalls != defaultSyncCalls || res.Observed != fx.items()-1 {
+		t.Fatalf("result %+v, want partial with %d calls and no project inventory", res, defaultSyncCalls)
 	}
 	if n := len(filterType(h.evidenceOf(ref.ConnectionID), evidence.TypeProjectInventory)); n != 0 {
 		t.Fatalf("%d project inventory rows from a malformed answer", n)
@@ -566,8 +593,8 @@ func TestEmptySiteIsNoData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Outcome != activities.OutcomeNoData || res.Observed != 3 {
-		t.Fatalf("result %+v, want no_data with 3 empty observations", res)
+	if res.Outcome != activities.OutcomeNoData || res.Observed != 4 {
+		t.Fatalf("result %+v, want no_data with 4 empty observations", res)
 	}
 	if n := h.count(`SELECT count(*) FROM evidence_observation_spans WHERE last_run_id = $1 AND counts_as_evidence`, res.ConnectorRunID); n != 0 {
 		t.Fatalf("%d observations of an empty site count as evidence", n)
@@ -819,9 +846,11 @@ func TestObservationsAreSpansOfContinuousFreshness(t *testing.T) {
 	srv := startSim(t, jirasim.Cloud, h.log)
 	seedFixture(t, srv)
 	// A sample not bounded by a relative date, so that what the site holds (and so the evidence)
-	// stays the same while the clocks move through a year.
+	// stays the same while the clocks move through a year; the remediation window rolls by
+	// design, so its filter selects nothing here (an empty item, the same every day).
 	cfg := connections.DefaultConfig()
 	cfg.ResolvedJQL = `labels = "security" AND statusCategory = Done AND resolution IS NOT EMPTY ORDER BY resolved DESC`
+	cfg.Remediation.JQL = `labels = "not-on-this-site"`
 	ref := h.connect(connections.KindCloudToken, srv, &cfg)
 	now := srv.Now()
 	clock := func() time.Time { return now }

@@ -30,7 +30,7 @@ import (
 const sdkActivitySlots = 1000
 
 // fleetSeed is the simulator data every fleet connection syncs: all connections point at the same
-// site, so each sync makes the same four calls over the same issues.
+// site, so each sync makes the same calls (12 with the default configuration) over the same issues.
 var fleetSeed = jirasim.SeedSpec{Projects: 10, Issues: 2000, SecurityShare: 0.1, ResolvedRecentShare: 0.3}
 
 // fleetThroughput asks a whole fleet of connections to sync at once through the API (each sync

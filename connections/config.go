@@ -129,6 +129,8 @@ type Config struct {
 	ResolvedJQL string `json:"resolved_jql" text:"multiline"`
 	// SampleSize is how many of those tickets are recorded per sync (default 25).
 	SampleSize int `json:"sample_size"`
+	// Remediation configures the security-remediation evidence (see RemediationConfig).
+	Remediation RemediationConfig `json:"remediation"`
 	// FindingSync, when set, pushes matching findings into Jira as issues and keeps their
 	// statuses in sync both ways. It is set through its own endpoint, validated against Jira's
 	// createmeta.
@@ -142,6 +144,7 @@ func DefaultConfig() Config {
 		StaleThreshold: Duration(48 * time.Hour),
 		ResolvedJQL:    DefaultResolvedJQL,
 		SampleSize:     25,
+		Remediation:    DefaultRemediationConfig(),
 	}
 }
 
@@ -174,6 +177,9 @@ func (c Config) Validate() error {
 	case c.SampleSize < 1 || c.SampleSize > MaxSampleSize:
 		return &FieldError{"sample_size", fmt.Sprintf("must be between 1 and %d", MaxSampleSize)}
 	}
+	if err := c.Remediation.validate(); err != nil {
+		return err
+	}
 	if c.FindingSync != nil {
 		if err := c.FindingSync.Validate(); err != nil {
 			var fe *findings.FieldError
@@ -199,6 +205,8 @@ type ConfigPatch struct {
 	StaleThreshold *Duration `json:"stale_threshold"`
 	ResolvedJQL    *string   `json:"resolved_jql" text:"multiline"`
 	SampleSize     *int      `json:"sample_size"`
+	// Remediation patches the security-remediation settings.
+	Remediation *RemediationPatch `json:"remediation"`
 }
 
 // Apply returns c with the patch applied (not yet validated).
@@ -215,18 +223,27 @@ func (p ConfigPatch) Apply(c Config) Config {
 	if p.SampleSize != nil {
 		c.SampleSize = *p.SampleSize
 	}
+	if p.Remediation != nil {
+		c.Remediation = p.Remediation.apply(c.Remediation)
+	}
 	return c
 }
 
 // ParseConfig decodes a stored configuration, filling defaults for fields written by older
-// versions.
+// versions (a configuration stored without remediation settings gets DefaultRemediationConfig).
 func ParseConfig(raw []byte) (Config, error) {
 	c := DefaultConfig()
 	if len(raw) == 0 {
 		return c, nil
 	}
+	// Decoding into the defaults would merge a stored SLA map into the default one (encoding/json
+	// adds to a non-nil map), bringing back priorities the configuration removed.
+	c.Remediation.SLAs = nil
 	if err := json.Unmarshal(raw, &c); err != nil {
 		return Config{}, fmt.Errorf("decode connection config: %w", err)
+	}
+	if c.Remediation.SLAs == nil {
+		c.Remediation.SLAs = DefaultRemediationSLAs()
 	}
 	return c, nil
 }

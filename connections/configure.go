@@ -61,7 +61,7 @@ func (m *Manager) Configure(ctx context.Context, orgID, connID uuid.UUID, patch 
 // every setting that decides what is collected from Jira.
 func evidenceSettings(c Config) map[string]any {
 	return map[string]any{"sync_cadence": c.SyncCadence.D().String(), "stale_threshold": c.StaleThreshold.D().String(),
-		"resolved_jql": c.ResolvedJQL, "sample_size": c.SampleSize}
+		"resolved_jql": c.ResolvedJQL, "sample_size": c.SampleSize, "remediation": c.Remediation}
 }
 
 // configChanged tells the workflow to reload the configuration; a signal that is not delivered

@@ -83,15 +83,15 @@ func TestTokenConnectionSyncsEvidenceAndCoverage(t *testing.T) {
 		resp, err := s.tc.ListWorkflow(s.ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
 		return err == nil && len(resp.GetExecutions()) == 1 && resp.GetExecutions()[0].GetExecution().GetWorkflowId() == "jira-connection/"+connID
 	})
-	if calls := runs[0]["jira_calls"].(float64); calls != 4 {
-		t.Errorf("first sync made %v Jira calls, want 4", calls)
+	if calls := runs[0]["jira_calls"].(float64); calls != defaultSyncCalls {
+		t.Errorf("first sync made %v Jira calls, want %d", calls, defaultSyncCalls)
 	}
 	first := s.evidence(key, "connection="+connID)
 	types := map[string]int{}
 	for _, e := range first {
 		types[e["type"].(string)]++
 	}
-	for _, typ := range []string{"jira.project_inventory", "jira.ticket_volume", "jira.security_ticket_sample", "jira.resolved_security_ticket"} {
+	for _, typ := range []string{"jira.project_inventory", "jira.ticket_volume", "jira.security_ticket_sample", "jira.resolved_security_ticket", "jira.security_remediation"} {
 		if types[typ] == 0 {
 			t.Errorf("no %s evidence after a sync: %v", typ, types)
 		}

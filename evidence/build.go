@@ -22,6 +22,8 @@ type SyncResult struct {
 	Total    TicketCountPart    `json:"total"`
 	Open     TicketCountPart    `json:"open"`
 	Resolved ResolvedSamplePart `json:"resolved"`
+	// Remediation is the security-remediation queries; its zero value is "not fetched".
+	Remediation RemediationPart `json:"remediation"`
 }
 
 // ProjectCountPart is the result of the project search.
@@ -34,10 +36,12 @@ type ProjectCountPart struct {
 
 // TicketCountPart is the result of one ticket count (total or open).
 type TicketCountPart struct {
-	Fetched        bool   `json:"fetched"`
-	Error          string `json:"error,omitempty"`
-	JQL            string `json:"jql"`
-	Count          int64  `json:"count"`
+	Fetched bool   `json:"fetched"`
+	Error   string `json:"error,omitempty"`
+	JQL     string `json:"jql"`
+	Count   int64  `json:"count"`
+	// Approximate is set when the count is Jira's estimate (Cloud's approximate-count).
+	Approximate    bool   `json:"approximate,omitempty"`
 	ResponseSHA256 string `json:"response_sha256,omitempty"`
 }
 
@@ -114,8 +118,10 @@ func (r Report) FreshTypes() []Type {
 // returns a *ValidationError naming every bad field and no items: malformed Jira data fails the run
 // with a recorded reason rather than being half-recorded. Valid input yields, in order: the project
 // inventory (if fetched), the ticket volume (if both counts were fetched), the sample summary (if
-// the sample was fetched, marked empty when it returned no tickets) and one item per resolved
-// ticket, sorted by key. Parts that were not fetched produce no items and a no_data report entry.
+// the sample was fetched, marked empty when it returned no tickets), one item per resolved
+// ticket, sorted by key, and the security remediation (if fetched, marked empty when there was no
+// security ticket to measure). Parts that were not fetched produce no items and a no_data report
+// entry.
 func BuildItems(in SyncResult) ([]Item, Report, error) {
 	site, err := validateSync(in)
 	if err != nil {
@@ -132,7 +138,7 @@ func BuildItems(in SyncResult) ([]Item, Report, error) {
 		}
 	}
 	var items []Item
-	reports := make(map[Type]TypeReport, 4)
+	reports := make(map[Type]TypeReport, len(Types()))
 	noData := func(t Type, format string, args ...any) {
 		reports[t] = TypeReport{Type: t, Outcome: OutcomeNoData, Reason: fmt.Sprintf(format, args...)}
 	}
@@ -166,8 +172,8 @@ func BuildItems(in SyncResult) ([]Item, Report, error) {
 		items = append(items, Item{
 			Type: TypeTicketVolume, Subject: site, Payload: payload,
 			Provenance: prov(time.Time{}, time.Time{},
-				Query{Purpose: PurposeTotalCount, JQL: tot.JQL, ResponseSHA256: tot.ResponseSHA256},
-				Query{Purpose: PurposeOpenCount, JQL: open.JQL, ResponseSHA256: open.ResponseSHA256}),
+				Query{Purpose: PurposeTotalCount, JQL: tot.JQL, ResponseSHA256: tot.ResponseSHA256, Approximate: tot.Approximate},
+				Query{Purpose: PurposeOpenCount, JQL: open.JQL, ResponseSHA256: open.ResponseSHA256, Approximate: open.Approximate}),
 		})
 		if payload.IsEmpty() {
 			noData(TypeTicketVolume, "the total ticket count is 0")
@@ -226,6 +232,13 @@ func BuildItems(in SyncResult) ([]Item, Report, error) {
 			complete(TypeResolvedSecurityTicket)
 		}
 	}
+
+	// Security remediation.
+	item, rep := buildRemediation(site, in.Remediation, prov(time.Time{}, time.Time{}))
+	if item != nil {
+		items = append(items, *item)
+	}
+	reports[TypeSecurityRemediation] = rep
 
 	report := Report{Types: make([]TypeReport, 0, len(reports))}
 	completeCount := 0
@@ -301,6 +314,8 @@ func validateSync(in SyncResult) (string, error) {
 	if in.Total.Fetched && in.Open.Fetched && in.Open.Count > in.Total.Count {
 		v.add("open.count", "open count %d exceeds total count %d", in.Open.Count, in.Total.Count)
 	}
+
+	validateRemediation(&v, in.Remediation, in.CollectedAt, latest)
 
 	r := in.Resolved
 	validatePart(&v, "resolved", r.Fetched, r.Error, r.ResponseSHA256)

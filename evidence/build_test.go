@@ -33,6 +33,7 @@ func fullSync() SyncResult {
 			},
 			ResponseSHA256: hashB,
 		},
+		Remediation: fullRemediation(),
 	}
 }
 
@@ -50,7 +51,8 @@ func TestBuildItemsComplete(t *testing.T) {
 	if err != nil {
 		t.Fatalf("BuildItems: %v", err)
 	}
-	wantTypes := []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket}
+	wantTypes := []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket,
+		TypeSecurityRemediation}
 	if got := typesOf(items); !slices.Equal(got, wantTypes) {
 		t.Fatalf("item types = %v, want %v", got, wantTypes)
 	}
@@ -121,6 +123,14 @@ func TestBuildItemsDeterministic(t *testing.T) {
 	b.CollectedAt = a.CollectedAt.Add(day)
 	b.Resolved.WindowFrom = a.Resolved.WindowFrom.Add(day)
 	b.Resolved.WindowTo = a.Resolved.WindowTo.Add(day)
+	// The remediation window rolls on by a day and Jira answers in another order: same figures.
+	b.Remediation.WindowFrom = a.Remediation.WindowFrom.Add(day)
+	b.Remediation.WindowTo = a.Remediation.WindowTo.Add(day)
+	b.Remediation.Resolved.ResponseSHA256 = hashA
+	b.Remediation.Sample.Tickets = slices.Clone(a.Remediation.Sample.Tickets)
+	slices.Reverse(b.Remediation.Sample.Tickets)
+	b.Remediation.Priorities = slices.Clone(a.Remediation.Priorities)
+	slices.Reverse(b.Remediation.Priorities)
 	b.Projects.ResponseSHA256 = hashB
 	b.ConnectorVersion = "1.0.1"
 	slices.Reverse(b.Resolved.Tickets)
@@ -154,14 +164,14 @@ func TestBuildItemsNoData(t *testing.T) {
 		{
 			name:        "project search failed",
 			edit:        func(s *SyncResult) { s.Projects = ProjectCountPart{Error: "HTTP 503 after 5 attempts"} },
-			wantTypes:   []Type{TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket},
+			wantTypes:   []Type{TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket, TypeSecurityRemediation},
 			wantOutcome: OutcomePartial,
 			noData:      map[Type]string{TypeProjectInventory: "fetch failed: HTTP 503 after 5 attempts"},
 		},
 		{
 			name:        "zero projects is recorded but is no data",
 			edit:        func(s *SyncResult) { s.Projects.Count = 0 },
-			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket},
+			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket, TypeSecurityRemediation},
 			wantOutcome: OutcomePartial,
 			noData:      map[Type]string{TypeProjectInventory: "0 projects"},
 			notCounting: []Type{TypeProjectInventory},
@@ -169,21 +179,21 @@ func TestBuildItemsNoData(t *testing.T) {
 		{
 			name:        "open count failed: no ticket volume at all",
 			edit:        func(s *SyncResult) { s.Open = TicketCountPart{JQL: s.Open.JQL, Error: "timeout"} },
-			wantTypes:   []Type{TypeProjectInventory, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket},
+			wantTypes:   []Type{TypeProjectInventory, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket, TypeSecurityRemediation},
 			wantOutcome: OutcomePartial,
 			noData:      map[Type]string{TypeTicketVolume: "open ticket count fetch failed: timeout"},
 		},
 		{
 			name:        "total count never attempted",
 			edit:        func(s *SyncResult) { s.Total = TicketCountPart{} },
-			wantTypes:   []Type{TypeProjectInventory, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket},
+			wantTypes:   []Type{TypeProjectInventory, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket, TypeSecurityRemediation},
 			wantOutcome: OutcomePartial,
 			noData:      map[Type]string{TypeTicketVolume: "total ticket count was not fetched"},
 		},
 		{
 			name:        "zero tickets in total",
 			edit:        func(s *SyncResult) { s.Total.Count = 0; s.Open.Count = 0 },
-			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket},
+			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeResolvedSecurityTicket, TypeSecurityRemediation},
 			wantOutcome: OutcomePartial,
 			noData:      map[Type]string{TypeTicketVolume: "total ticket count is 0"},
 			notCounting: []Type{TypeTicketVolume},
@@ -191,7 +201,7 @@ func TestBuildItemsNoData(t *testing.T) {
 		{
 			name:        "empty sample: summary recorded as empty, no tickets",
 			edit:        func(s *SyncResult) { s.Resolved.Tickets = nil },
-			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample},
+			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeSecurityRemediation},
 			wantOutcome: OutcomePartial,
 			noData: map[Type]string{
 				TypeSecurityTicketSample:   "returned 0 tickets",
@@ -204,7 +214,7 @@ func TestBuildItemsNoData(t *testing.T) {
 			edit: func(s *SyncResult) {
 				s.Resolved = ResolvedSamplePart{JQL: s.Resolved.JQL, SampleSize: 50, Error: "400 invalid JQL"}
 			},
-			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume},
+			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityRemediation},
 			wantOutcome: OutcomePartial,
 			noData: map[Type]string{
 				TypeSecurityTicketSample:   "fetch failed: 400 invalid JQL",
@@ -215,26 +225,30 @@ func TestBuildItemsNoData(t *testing.T) {
 			name: "nothing fetched (zero-value parts)",
 			edit: func(s *SyncResult) {
 				s.Projects, s.Total, s.Open, s.Resolved = ProjectCountPart{}, TicketCountPart{}, TicketCountPart{}, ResolvedSamplePart{}
+				s.Remediation = RemediationPart{}
 			},
 			wantTypes:   nil,
 			wantOutcome: OutcomeNoData,
 			noData: map[Type]string{
 				TypeProjectInventory: "not fetched", TypeTicketVolume: "not fetched",
 				TypeSecurityTicketSample: "not fetched", TypeResolvedSecurityTicket: "not fetched",
+				TypeSecurityRemediation: "security remediation was not fetched",
 			},
 		},
 		{
 			name: "everything fetched but empty",
 			edit: func(s *SyncResult) {
 				s.Projects.Count, s.Total.Count, s.Open.Count, s.Resolved.Tickets = 0, 0, 0, nil
+				s.Remediation = emptyRemediation()
 			},
-			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample},
+			wantTypes:   []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeSecurityRemediation},
 			wantOutcome: OutcomeNoData,
 			noData: map[Type]string{
 				TypeProjectInventory: "0 projects", TypeTicketVolume: "is 0",
 				TypeSecurityTicketSample: "0 tickets", TypeResolvedSecurityTicket: "0 tickets",
+				TypeSecurityRemediation: "none is open",
 			},
-			notCounting: []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample},
+			notCounting: []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeSecurityRemediation},
 		},
 	}
 	for _, tt := range tests {
@@ -288,7 +302,7 @@ func TestBuildItemsEmptySampleIsMarked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := items[len(items)-1]
+	s := items[slices.IndexFunc(items, func(it Item) bool { return it.Type == TypeSecurityTicketSample })]
 	p, ok := s.Payload.(SecurityTicketSample)
 	if !ok || !p.Empty || p.Returned != 0 || len(p.Keys) != 0 || p.Requested != 50 {
 		t.Fatalf("empty sample summary = %#v", s.Payload)

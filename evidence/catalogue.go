@@ -3,6 +3,7 @@ package evidence
 import (
 	"fmt"
 	"slices"
+	"strconv"
 )
 
 // Framework names a compliance framework as it is shown to users and auditors.
@@ -40,6 +41,13 @@ type Control struct {
 func Catalogue() []Control {
 	changeTracking := []Type{TypeProjectInventory, TypeTicketVolume}
 	securitySample := []Type{TypeSecurityTicketSample, TypeResolvedSecurityTicket}
+	// Remediation adds how well the response performs: resolutions over a rolling window, time
+	// to resolve per priority against its SLA, tickets open past their SLA, the oldest open one.
+	remediation := []Type{TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeSecurityRemediation}
+	remediationLimits := " The remediation figures cover only the tickets the configured JQL selects; " +
+		"their times to resolve come from at most the " + strconv.Itoa(RemediationSampleSize) + " most recently resolved tickets of the window (the " +
+		"evidence says how many, and whether that was all), and on Jira Cloud the counts are Jira's estimates " +
+		"(marked approximate in the provenance). They do not show that the SLAs themselves are appropriate."
 	return []Control{
 		{
 			ID: "soc2.cc8.1", Framework: FrameworkSOC2, Reference: "CC8.1",
@@ -76,9 +84,12 @@ func Catalogue() []Control {
 		{
 			ID: "soc2.cc7.4", Framework: FrameworkSOC2, Reference: "CC7.4",
 			Title:    "Response to identified security incidents",
-			Requires: slices.Clone(securitySample),
+			Requires: slices.Clone(remediation),
 			Rationale: "Each sampled ticket records who handled it (assignee), how it ended (resolution) and " +
-				"when (resolved time), which shows the response was carried out and closed.",
+				"when (resolved time), which shows the response was carried out and closed. The security " +
+				"remediation figures show how promptly: tickets resolved over a rolling window, the median and " +
+				"90th-percentile time to resolve per priority against the configured SLA, the tickets still open " +
+				"past their SLA and the oldest open one." + remediationLimits,
 		},
 		{
 			ID: "iso27001-2022.a.8.32", Framework: FrameworkISO27001, Reference: "A.8.32",
@@ -92,10 +103,13 @@ func Catalogue() []Control {
 		{
 			ID: "iso27001-2022.a.8.8", Framework: FrameworkISO27001, Reference: "A.8.8",
 			Title:    "Management of technical vulnerabilities",
-			Requires: slices.Clone(securitySample),
+			Requires: slices.Clone(remediation),
 			Rationale: "Resolved security tickets, sampled by a recorded JQL and window, show that technical " +
-				"vulnerabilities are recorded, prioritised, assigned and remediated. An empty sample does " +
-				"not count.",
+				"vulnerabilities are recorded, prioritised, assigned and remediated. The security remediation " +
+				"figures show that remediation is timely and measured against targets: the median and " +
+				"90th-percentile time to resolve per priority against its SLA, how many tickets of each priority " +
+				"are open past their SLA, and the oldest open ticket. An empty sample, or remediation figures " +
+				"with no security ticket resolved or open, do not count." + remediationLimits,
 		},
 		{
 			ID: "iso27001-2022.a.5.24", Framework: FrameworkISO27001, Reference: "A.5.24",
@@ -115,9 +129,10 @@ func Catalogue() []Control {
 		{
 			ID: "iso27001-2022.a.5.26", Framework: FrameworkISO27001, Reference: "A.5.26",
 			Title:    "Response to information security incidents",
-			Requires: slices.Clone(securitySample),
+			Requires: slices.Clone(remediation),
 			Rationale: "The assignee, resolution and resolved time of each sampled security ticket show that " +
-				"incidents were responded to and closed.",
+				"incidents were responded to and closed; the security remediation figures show how quickly, " +
+				"per priority against the configured SLA, and which tickets are still open past it." + remediationLimits,
 		},
 	}
 }

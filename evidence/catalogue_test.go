@@ -49,6 +49,7 @@ func TestCatalogueIntegrity(t *testing.T) {
 func TestCatalogueMapping(t *testing.T) {
 	changeMgmt := []Type{TypeProjectInventory, TypeTicketVolume}
 	sample := []Type{TypeSecurityTicketSample, TypeResolvedSecurityTicket}
+	remediation := []Type{TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeSecurityRemediation}
 	want := []struct {
 		id        string
 		framework Framework
@@ -59,12 +60,12 @@ func TestCatalogueMapping(t *testing.T) {
 		{"soc2.cc7.1", FrameworkSOC2, "CC7.1", sample},
 		{"soc2.cc7.2", FrameworkSOC2, "CC7.2", sample},
 		{"soc2.cc7.3", FrameworkSOC2, "CC7.3", sample},
-		{"soc2.cc7.4", FrameworkSOC2, "CC7.4", sample},
+		{"soc2.cc7.4", FrameworkSOC2, "CC7.4", remediation},
 		{"iso27001-2022.a.8.32", FrameworkISO27001, "A.8.32", changeMgmt},
-		{"iso27001-2022.a.8.8", FrameworkISO27001, "A.8.8", sample},
+		{"iso27001-2022.a.8.8", FrameworkISO27001, "A.8.8", remediation},
 		{"iso27001-2022.a.5.24", FrameworkISO27001, "A.5.24", []Type{TypeProjectInventory, TypeSecurityTicketSample, TypeResolvedSecurityTicket}},
 		{"iso27001-2022.a.5.25", FrameworkISO27001, "A.5.25", sample},
-		{"iso27001-2022.a.5.26", FrameworkISO27001, "A.5.26", sample},
+		{"iso27001-2022.a.5.26", FrameworkISO27001, "A.5.26", remediation},
 	}
 	cat := Catalogue()
 	if len(cat) != len(want) {

@@ -52,6 +52,8 @@ func DecodePayload(t Type, data []byte) (Payload, error) {
 		p, err = decodeStrict[ResolvedSecurityTicket](canon)
 	case TypeSecurityTicketSample:
 		p, err = decodeStrict[SecurityTicketSample](canon)
+	case TypeSecurityRemediation:
+		p, err = decodeStrict[SecurityRemediation](canon)
 	default:
 		return nil, fmt.Errorf("evidence: decode payload: unknown evidence type %q", t)
 	}

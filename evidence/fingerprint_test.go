@@ -410,7 +410,8 @@ func TestDecodePayload(t *testing.T) {
 // TestItemJSONRoundTrip checks that items survive a Temporal/JSON hop with payload, provenance and
 // fingerprint intact.
 func TestItemJSONRoundTrip(t *testing.T) {
-	for _, it := range []Item{inventoryItem(), volumeItem(), ticketItem(), sampleItem()} {
+	remediation, _ := remediationOf(t, fullSync())
+	for _, it := range []Item{inventoryItem(), volumeItem(), ticketItem(), sampleItem(), remediation} {
 		t.Run(string(it.Type), func(t *testing.T) {
 			b, err := json.Marshal(it)
 			if err != nil {
@@ -540,6 +541,10 @@ func FuzzDecodePayload(f *testing.F) {
 	f.Add(uint8(1), []byte(`{"total_jql":"a","total_count":2,"open_jql":"b","open_count":1}`))
 	f.Add(uint8(2), []byte(`{"key":"A-1","summary":"s","resolution":"Done","resolved":"2025-03-01T10:30:00.000Z","priority":"","assignee":"","link":"https://x.example/browse/A-1"}`))
 	f.Add(uint8(3), []byte(`{"jql":"x","window_seconds":60,"requested":5,"returned":1,"keys":["A-1"],"empty":false}`))
+	f.Add(uint8(4), []byte(`{"empty":false,"jql":"labels = x","oldest_open":{"created":"2024-08-15T09:00:00.000Z","key":"SEC-100","priority":"Medium"},`+
+		`"other_priorities":0,"priorities":[{"median_seconds":60,"open_past_sla":1,"p90_seconds":120,"priority":"High","sampled":2,"sla_seconds":3600,"within_sla":2},`+
+		`{"median_seconds":null,"open_past_sla":0,"p90_seconds":null,"priority":"Low","sampled":0,"sla_seconds":7200,"within_sla":0}],`+
+		`"resolved":2,"sample_complete":true,"sampled":2,"window_seconds":86400}`))
 	f.Fuzz(func(t *testing.T, which uint8, data []byte) {
 		typ := Types()[int(which)%len(Types())]
 		p, err := DecodePayload(typ, data)

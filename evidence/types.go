@@ -25,17 +25,21 @@ const (
 	// tickets it returned. It exists so that an empty sample is recorded as such, rather than
 	// leaving no trace that the question was asked.
 	TypeSecurityTicketSample Type = "jira.security_ticket_sample"
+	// TypeSecurityRemediation is how security tickets were remediated over a rolling window:
+	// resolutions, time to resolve per priority against its SLA, tickets open past their SLA and
+	// the oldest open one (see SecurityRemediation).
+	TypeSecurityRemediation Type = "jira.security_remediation"
 )
 
 // Types returns every evidence type, in a fixed order.
 func Types() []Type {
-	return []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket}
+	return []Type{TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeResolvedSecurityTicket, TypeSecurityRemediation}
 }
 
 // Valid reports whether t is one of the types this package defines.
 func (t Type) Valid() bool {
 	switch t {
-	case TypeProjectInventory, TypeTicketVolume, TypeResolvedSecurityTicket, TypeSecurityTicketSample:
+	case TypeProjectInventory, TypeTicketVolume, TypeResolvedSecurityTicket, TypeSecurityTicketSample, TypeSecurityRemediation:
 		return true
 	}
 	return false
@@ -43,7 +47,8 @@ func (t Type) Valid() bool {
 
 // Payload is the typed content of an evidence item. It is a closed set (the unexported method keeps
 // other packages from adding kinds the catalogue and fingerprints know nothing about):
-// [ProjectInventory], [TicketVolume], [ResolvedSecurityTicket] and [SecurityTicketSample].
+// [ProjectInventory], [TicketVolume], [ResolvedSecurityTicket], [SecurityTicketSample] and
+// [SecurityRemediation].
 //
 // Every payload field is always encoded (no omitempty), so a payload has exactly one canonical
 // form and a missing field in a stored row is detectable — except a field added to a type after
@@ -272,6 +277,9 @@ type Query struct {
 	Purpose        string `json:"purpose"`         // one of the Purpose* constants
 	JQL            string `json:"jql,omitempty"`   // empty for calls that take no JQL (project search)
 	ResponseSHA256 string `json:"response_sha256"` // lower-case hex sha256 of the response body bytes
+	// Approximate marks a count that is Jira's estimate (Cloud's search/approximate-count) rather
+	// than an exact figure. Omitted when false, so provenance stored before it reads the same.
+	Approximate bool `json:"approximate,omitempty"`
 }
 
 // Query purposes, naming which part of a sync a Jira call served.
@@ -280,6 +288,11 @@ const (
 	PurposeTotalCount     = "total_count"
 	PurposeOpenCount      = "open_count"
 	PurposeResolvedSample = "resolved_sample"
+	// The security-remediation queries (TypeSecurityRemediation).
+	PurposeRemediationResolvedCount = "remediation_resolved_count"
+	PurposeRemediationSample        = "remediation_resolved_sample"
+	PurposeRemediationOpenPastSLA   = "remediation_open_past_sla"
+	PurposeRemediationOldestOpen    = "remediation_oldest_open"
 )
 
 // Provenance is how and when an item was obtained. It is stored with the evidence row but is not
@@ -337,7 +350,7 @@ func (it Item) validateContent(v *validator) {
 		if p, ok := it.Payload.(ResolvedSecurityTicket); ok && it.Subject != p.Key {
 			v.add("subject", "must be the ticket key %q, got %q", p.Key, it.Subject)
 		}
-	case TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample:
+	case TypeProjectInventory, TypeTicketVolume, TypeSecurityTicketSample, TypeSecurityRemediation:
 		// The subject must already be in normal form: normalising here would make two different
 		// stored subjects share one fingerprint.
 		if norm, err := NormalizeSiteURL(it.Subject); err != nil {
@@ -355,7 +368,11 @@ func (p Provenance) validate(v *validator, field string) {
 	for i, q := range p.Queries {
 		f := fmt.Sprintf("%s.queries[%d]", field, i)
 		switch q.Purpose {
-		case PurposeProjectCount, PurposeTotalCount, PurposeOpenCount, PurposeResolvedSample:
+		case PurposeTotalCount, PurposeOpenCount, PurposeRemediationResolvedCount, PurposeRemediationOpenPastSLA:
+		case PurposeProjectCount, PurposeResolvedSample, PurposeRemediationSample, PurposeRemediationOldestOpen:
+			if q.Approximate {
+				v.add(f+".approximate", "only a ticket count can be approximate, not %q", q.Purpose)
+			}
 		default:
 			v.add(f+".purpose", "unknown purpose %q", q.Purpose)
 		}

@@ -13,7 +13,8 @@ import (
 // slowSync makes every Jira call of an evidence sync take one to two seconds, so a fleet's syncs
 // are in flight for several seconds (creation's who-am-I stays fast).
 func slowSync(sim *simProc) {
-	slow := jirasim.Fault{Latency: time.Second, Jitter: time.Second}
+	// A sync makes 12 calls, most of them to these routes: about 9 s per sync.
+	slow := jirasim.Fault{Latency: 500 * time.Millisecond, Jitter: 500 * time.Millisecond}
 	for _, route := range []string{"GET /rest/api/3/project/search", "POST /rest/api/3/search/approximate-count", "POST /rest/api/3/search/jql"} {
 		sim.setFault(route, slow)
 	}
@@ -69,9 +70,17 @@ func (s *stack) converge(sc faultScene, timeout time.Duration) {
 		queued := s.count(`SELECT count(*) FROM finding_sync_queue WHERE connection_id = $1`, sc.findings.id)
 		return linked == len(sc.ids) && queued == 0, fmt.Sprintf("%d of %d linked, %d queued", linked, len(sc.ids), queued)
 	})
+	// A sync-now run starts only after the sync ahead of it ends, so "nothing running" alone can
+	// be a gap between two runs: wait for each fleet connection's own run to have ended as well.
 	eventually(s.t, "every run finished", timeout, func() (bool, string) {
+		waiting := 0
+		for _, c := range sc.fleet {
+			if out, _ := s.runOutcome(sc.o, syncKey(c, sc.seqs[c.id])); out == "" || out == "running" {
+				waiting++
+			}
+		}
 		running := s.runningRuns(sc.o)
-		return len(running) == 0, fmt.Sprintf("still running: %v", running)
+		return len(running) == 0 && waiting == 0, fmt.Sprintf("still running: %v; %d sync-now runs not ended", running, waiting)
 	})
 	for _, c := range sc.fleet {
 		if out, attempts := s.runOutcome(sc.o, syncKey(c, sc.seqs[c.id])); out != "success" {

@@ -89,6 +89,12 @@ func (c *Client) ApproximateCount(ctx context.Context, jql string) (int, error) 
 	return *res.Count, nil
 }
 
+// CountsAreEstimates reports whether ApproximateCount answers with Jira's estimate rather than an
+// exact count: on Cloud it is search/approximate-count, which may miss recent changes; on Data
+// Center it is the search total, which is exact. Evidence records counts of the first kind as
+// approximate.
+func (c *Client) CountsAreEstimates() bool { return c.flavor != DataCenter }
+
 // SearchRequest is one page request of a JQL search.
 type SearchRequest struct {
 	// JQL must be bounded (contain a restriction): Cloud's search rejects unbounded queries.

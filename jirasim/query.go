@@ -1171,6 +1171,13 @@ func (s *Sim) countLocked(cq *compiledQuery, vis *visibility) int {
 		}
 		return n
 	}
+	if n, ok := st.cellCount(cq.root); ok {
+		s.aggAnswers.Add(1)
+		if vis != nil && vis.cutoff != 0 {
+			n -= s.invisibleMatches(cq.root, vis)
+		}
+		return n
+	}
 	cand := st.candidates(cq.root)
 	if cand.all {
 		s.fullScans.Add(1)
@@ -1190,6 +1197,97 @@ func (s *Sim) countLocked(cq *compiledQuery, vis *visibility) int {
 	})
 	s.scanned.Add(uint64(scanned))
 	return n
+}
+
+// cellCount answers a count from a label's cells (labelCells) when the query's top-level
+// conjuncts are one label clause whose label was known when it was compiled, bounds on either the
+// creation date (while creation order is index order) or the resolution date, and clauses that
+// read only status, resolution and priority: the shape of the connector's remediation counts
+// ("labels = security AND statusCategory != Done AND priority = High AND created < -30d") and of
+// its resolved-ticket sample. It reports false for any other query.
+func (st *store) cellCount(root cnode) (int, bool) {
+	var label uint32
+	hasLabel := false
+	clo, chi, hasC := int64(minMs), int64(maxMs), false
+	rlo, rhi, hasR := int64(minMs), int64(maxMs), false
+	var rest []cnode
+	for _, c := range conjuncts(root) {
+		switch l := c.(type) {
+		case labelLeaf:
+			if hasLabel || l.mode != lmAny || len(l.ids) != 1 || len(l.names) != 1 {
+				return 0, false
+			}
+			label, hasLabel = l.ids[0], true
+			continue
+		case dateLeaf:
+			switch {
+			case l.neg || l.empty || l.notEmpty:
+				return 0, false
+			case l.field == dfCreated && st.createdSorted:
+				clo, chi, hasC = max(clo, l.lo), min(chi, l.hi), true
+			case l.field == dfResolved:
+				rlo, rhi, hasR = max(rlo, l.lo), min(rhi, l.hi), true
+			default:
+				return 0, false
+			}
+			continue
+		}
+		if !cellDecidable(c) {
+			return 0, false
+		}
+		rest = append(rest, c)
+	}
+	if !hasLabel || (hasC && hasR) {
+		return 0, false
+	}
+	// A creation range is an index range (every issue has a creation date).
+	var lo, hi uint32
+	if hasC {
+		lo = uint32(sort.Search(len(st.issues), func(i int) bool { return st.issues[i].created >= clo }))
+		hi = uint32(sort.Search(len(st.issues), func(i int) bool { return st.issues[i].created > chi }))
+	}
+	pred := andC{kids: rest}
+	var probe issue
+	n := 0
+	for k, cell := range st.labelCells[label] {
+		probe.status, probe.res, probe.priority = k.dims()
+		if !pred.eval(st, &probe, 0) {
+			continue
+		}
+		switch {
+		case hasR:
+			list := cell.byRes
+			i := sort.Search(len(list), func(i int) bool { return list[i].at >= rlo })
+			j := sort.Search(len(list), func(i int) bool { return list[i].at > rhi })
+			n += max(j-i, 0)
+		case hasC:
+			list := cell.byIdx
+			i := sort.Search(len(list), func(i int) bool { return list[i] >= lo })
+			j := sort.Search(len(list), func(i int) bool { return list[i] >= hi })
+			n += max(j-i, 0)
+		default:
+			n += len(cell.byIdx)
+		}
+	}
+	return n, true
+}
+
+// cellDecidable reports whether a predicate reads nothing but an issue's status, resolution and
+// priority, so that it can be decided per labelCells cell.
+func cellDecidable(n cnode) bool {
+	switch n := n.(type) {
+	case maskLeaf:
+		return n.field == mfStatus || n.field == mfRes || n.field == mfPriority
+	case andC:
+		return allKids(n.kids, cellDecidable)
+	case orC:
+		return allKids(n.kids, cellDecidable)
+	case notC:
+		return cellDecidable(n.kid)
+	case constC:
+		return true
+	}
+	return false
 }
 
 // invisibleMatches counts matching issues hidden by the search lag (found via the recent-change

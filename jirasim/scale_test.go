@@ -19,6 +19,10 @@ var connectorCounts = []string{
 	"project in (SEC, P0001) AND statusCategory != Done",
 	"issuetype in (Bug, Vulnerability) AND statusCategory = Done AND resolution is not EMPTY",
 	"project = SEC AND created >= -36500d",
+	// Security remediation: resolved in the window, open past an SLA per priority.
+	`(labels = "security") AND (statusCategory = "Done") AND (resolved >= -90d)`,
+	`(labels = "security") AND (statusCategory != "Done") AND (priority = "High") AND (created < -30d)`,
+	`(labels = "security") AND (statusCategory != "Done") AND (priority = "Lowest") AND (created < -365d)`,
 }
 
 // sampleQuery is the recently-resolved-security sample; it may scan only its index range.
@@ -76,15 +80,20 @@ func TestCountsAtScaleUseAggregates(t *testing.T) {
 	if n == 0 || st.FullScans != 0 || st.IssuesScanned > uint64(issues/50) {
 		t.Fatalf("sample returned %d issues with %+v", n, st)
 	}
-	// Cross-check an index-backed count against a forced scan of the same predicate.
+	// Cross-check a count answered from a label's cells and an index-backed count against a
+	// forced scan of the same predicate.
 	sim.ResetScanStats()
-	idx := call(t, "POST", srv+"/rest/api/3/search/approximate-count", a, map[string]string{"jql": "labels = security AND resolved >= -30d"}).json(t)["count"].(float64)
-	scan := call(t, "POST", srv+"/rest/api/3/search/approximate-count", a, map[string]string{"jql": "labels = security AND resolved >= -30d OR key = SEC-1 AND key != SEC-1"}).json(t)["count"].(float64)
-	if idx != scan || idx == 0 {
-		t.Fatalf("index count %v != scan count %v", idx, scan)
+	count := func(jql string) float64 {
+		return call(t, "POST", srv+"/rest/api/3/search/approximate-count", a, map[string]string{"jql": jql}).json(t)["count"].(float64)
 	}
-	if st := sim.ScanStats(); st.FullScans != 1 || st.IndexAnswers != 1 {
-		t.Fatalf("expected one index answer and one full scan: %+v", st)
+	cells := count("labels = security AND resolved >= -30d")
+	idx := count("labels = security AND resolved >= -30d AND issuetype in (Bug, Vulnerability)")
+	scan := count("labels = security AND resolved >= -30d OR key = SEC-1 AND key != SEC-1")
+	if cells != scan || idx != scan || idx == 0 {
+		t.Fatalf("cell count %v, index count %v, scan count %v", cells, idx, scan)
+	}
+	if st := sim.ScanStats(); st.FullScans != 1 || st.IndexAnswers != 1 || st.AggregateAnswers != 1 {
+		t.Fatalf("expected one aggregate answer, one index answer and one full scan: %+v", st)
 	}
 }
 
@@ -126,7 +135,8 @@ func BenchmarkCount(b *testing.B) {
 		srv := newHTTPServer(sim)
 		sim.SetBaseURL(srv.URL)
 		a := basic("admin@example.com", sim.APIToken("admin@example.com"))
-		for _, q := range []struct{ name, jql string }{{"open", "statusCategory != Done"}, {"projectOpen", "project in (SEC, P0001) AND statusCategory != Done"}, {"recentSecurity", "labels = security AND statusCategory = Done AND resolved >= -30d"}} {
+		for _, q := range []struct{ name, jql string }{{"open", "statusCategory != Done"}, {"projectOpen", "project in (SEC, P0001) AND statusCategory != Done"}, {"recentSecurity", "labels = security AND statusCategory = Done AND resolved >= -30d"},
+			{"openPastSLA", "labels = security AND statusCategory != Done AND priority = High AND created < -30d"}} {
 			b.Run(fmt.Sprintf("issues=%d/%s", size.issues, q.name), func(b *testing.B) {
 				for b.Loop() {
 					r, err := tryCall("POST", srv.URL+"/rest/api/3/search/approximate-count", a, map[string]string{"jql": q.jql})

@@ -160,8 +160,11 @@ func (s *Sim) Seed(seed int64, spec SeedSpec) (SeedStats, error) {
 		st.siteCube[cell]++
 		for _, l := range st.labelSets[is.labels] {
 			st.labelIssues[l] = append(st.labelIssues[l], idx)
+			cell := st.cellOf(l, &is)
+			cell.byIdx = append(cell.byIdx, idx)
 			if is.resolved != 0 {
 				st.labelResolved[l] = append(st.labelResolved[l], resEntry{is.resolved, idx})
+				cell.byRes = append(cell.byRes, resEntry{is.resolved, idx})
 			}
 		}
 		if is.resolved != 0 {
@@ -175,6 +178,13 @@ func (s *Sim) Seed(seed int64, spec SeedSpec) (SeedStats, error) {
 		if !slices.IsSortedFunc(list, resCmp) {
 			slices.SortFunc(list, resCmp)
 			st.labelResolved[l] = list
+		}
+	}
+	for _, lc := range st.labelCells {
+		for _, cell := range lc {
+			if !slices.IsSortedFunc(cell.byRes, resCmp) {
+				slices.SortFunc(cell.byRes, resCmp)
+			}
 		}
 	}
 	elapsed := time.Since(start)

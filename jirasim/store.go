@@ -137,6 +137,9 @@ type store struct {
 	labelIssues map[uint32][]uint32
 	// labelResolved lists, per label, resolved issues carrying it ordered by resolution date.
 	labelResolved map[uint32][]resEntry
+	// labelCells partitions each label's issues by status, resolution and priority (see
+	// labelCells).
+	labelCells map[uint32]labelCells
 	// resolvedIdx lists every resolved issue ordered by resolution date.
 	resolvedIdx []resEntry
 	// siteCube sums the project cubes.
@@ -164,6 +167,7 @@ func newStore(flavor Flavor) *store {
 		labelSetIdx:   map[string]uint32{"": 0},
 		labelIssues:   map[uint32][]uint32{},
 		labelResolved: map[uint32][]resEntry{},
+		labelCells:    map[uint32]labelCells{},
 		createdSorted: true,
 		fieldByID:     map[string]*customField{},
 		required:      map[reqKey]bool{},
@@ -424,8 +428,11 @@ func (st *store) indexAdd(idx uint32) {
 	st.siteCube[cell]++
 	for _, l := range st.labelSets[is.labels] {
 		st.labelIssues[l] = insertSortedU32(st.labelIssues[l], idx)
+		cell := st.cellOf(l, is)
+		cell.byIdx = insertSortedU32(cell.byIdx, idx)
 		if is.resolved != 0 {
 			st.labelResolved[l] = insertRes(st.labelResolved[l], resEntry{is.resolved, idx})
+			cell.byRes = insertRes(cell.byRes, resEntry{is.resolved, idx})
 		}
 	}
 	if is.resolved != 0 {
@@ -441,13 +448,64 @@ func (st *store) indexRemove(idx uint32) {
 	st.siteCube[cell]--
 	for _, l := range st.labelSets[is.labels] {
 		st.labelIssues[l] = removeSortedU32(st.labelIssues[l], idx)
+		cell := st.cellOf(l, is)
+		cell.byIdx = removeSortedU32(cell.byIdx, idx)
 		if is.resolved != 0 {
 			st.labelResolved[l] = removeRes(st.labelResolved[l], resEntry{is.resolved, idx})
+			cell.byRes = removeRes(cell.byRes, resEntry{is.resolved, idx})
+		}
+		if len(cell.byIdx) == 0 {
+			delete(st.labelCells[l], cellKeyOf(is))
 		}
 	}
 	if is.resolved != 0 {
 		st.resolvedIdx = removeRes(st.resolvedIdx, resEntry{is.resolved, idx})
 	}
+}
+
+// labelCells partitions one label's issues by (status, resolution, priority), holding only the
+// cells that have issues. A count of "this label, a condition on status, resolution and
+// priority, a creation or resolution range" — the shape of the connector's evidence counts and
+// of the resolved-ticket sample's total on Data Center — is then two binary searches per cell the
+// condition admits, as Jira answers it from its index, instead of a walk over every issue that
+// carries the label (see cellCount).
+type labelCells map[cellKey]*cellLists
+
+// cellKey is a (status, resolution slot, priority) triple.
+type cellKey uint16
+
+func cellKeyOf(is *issue) cellKey {
+	return cellKey((int(is.status)*int(numResolutionSlots)+int(is.res))*int(numPriorities) + int(is.priority))
+}
+
+// dims returns the status, resolution slot and priority of the cell.
+func (k cellKey) dims() (status, res, priority uint8) {
+	priority = uint8(int(k) % int(numPriorities))
+	rest := int(k) / int(numPriorities)
+	return uint8(rest / int(numResolutionSlots)), uint8(rest % int(numResolutionSlots)), priority
+}
+
+// cellLists are one cell's issues: byIdx by ascending index (creation order while
+// createdSorted), byRes the resolved ones by resolution date.
+type cellLists struct {
+	byIdx []uint32
+	byRes []resEntry
+}
+
+// cellOf returns the cell of label l that issue is belongs to, creating it on first use.
+func (st *store) cellOf(l uint32, is *issue) *cellLists {
+	lc := st.labelCells[l]
+	if lc == nil {
+		lc = labelCells{}
+		st.labelCells[l] = lc
+	}
+	k := cellKeyOf(is)
+	c := lc[k]
+	if c == nil {
+		c = &cellLists{}
+		lc[k] = c
+	}
+	return c
 }
 
 // appendIssue stores a new issue and indexes it. The caller fills every field but num.
